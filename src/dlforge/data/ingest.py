@@ -1,0 +1,109 @@
+"""Moving a format reader's items into the blob store, probing each once.
+
+Hashing, copying and probing (which fully decodes every image) are CPU-bound,
+so large imports run them in a process pool over all cores; small ones stay in
+process where a pool's start-up would cost more than it saves.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlforge.data.records import ImportItem
+from dlforge.store.blobs import BlobStore
+
+POOL_THRESHOLD = 256
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class StoredItem:
+    item: ImportItem
+    sha256: str
+    size: int
+    created: bool
+    meta: dict[str, Any]
+
+
+def _probe(path: Path, media_type: str) -> dict[str, Any]:
+    from dlforge.data.probe import probe_bytes_or_path
+
+    return probe_bytes_or_path(path, media_type)
+
+
+def _ingest_file(blob_root: str, path: str, media_type: str) -> tuple[str, int, bool, dict[str, Any]]:
+    store = BlobStore(Path(blob_root))
+    sha, created = store.put_file(Path(path))
+    stored = store.path(sha)
+    return sha, stored.stat().st_size, created, _probe(stored, media_type)
+
+
+def _ingest_chunk(blob_root: str, jobs: list[tuple[str, str]]) -> list[tuple[str, int, bool, dict[str, Any]]]:
+    return [_ingest_file(blob_root, p, m) for p, m in jobs]
+
+
+def workers_default() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def store_items(
+    items: list[ImportItem],
+    blobs: BlobStore,
+    *,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+) -> list[StoredItem]:
+    """Store and probe every item; results keep the input order."""
+    total = len(items)
+    results: list[StoredItem | None] = [None] * total
+    file_idx = [i for i, it in enumerate(items) if it.path is not None]
+    done = 0
+    for i, it in enumerate(items):
+        if it.path is None:
+            sha, created = blobs.put_bytes(it.content or b"")
+            meta = _probe(blobs.path(sha), it.media_type)
+            results[i] = StoredItem(it, sha, len(it.content or b""), created, meta)
+            done += 1
+    if progress and done:
+        progress(done, total)
+    workers = workers or workers_default()
+    if len(file_idx) < POOL_THRESHOLD or workers == 1:
+        for i in file_idx:
+            it = items[i]
+            sha, size, created, meta = _ingest_file(str(blobs.root), str(it.path), it.media_type)
+            results[i] = StoredItem(it, sha, size, created, meta)
+            done += 1
+            if progress and done % 64 == 0:
+                progress(done, total)
+    else:
+        chunk = 64
+        chunks = [file_idx[k : k + chunk] for k in range(0, len(file_idx), chunk)]
+        # spawn, not fork: the parent may hold torch/OpenMP threads that fork would copy broken.
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [
+                (
+                    idx,
+                    pool.submit(
+                        _ingest_chunk,
+                        str(blobs.root),
+                        [(str(items[i].path), items[i].media_type) for i in idx],
+                    ),
+                )
+                for idx in chunks
+            ]
+            for idx, fut in futures:
+                for i, (sha, size, created, meta) in zip(idx, fut.result()):
+                    results[i] = StoredItem(items[i], sha, size, created, meta)
+                done += len(idx)
+                if progress:
+                    progress(done, total)
+    if progress:
+        progress(total, total)
+    return [r for r in results if r is not None]
