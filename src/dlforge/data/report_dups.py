@@ -1,0 +1,114 @@
+"""Exact and near-duplicate detection over sample records (used by reports and label quality).
+
+Near-duplicates come from a perceptual hash stored in ``record.meta["phash"]``
+(imagehash's 64-bit pHash as 16 hex digits, as the store probes it). Hamming
+distances are computed in blocks with numpy's popcount, so 20,000 images take
+well under a second and never hold the full N x N matrix.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from dlforge.data.records import SampleRecord
+
+__all__ = ["phash_array", "near_duplicate_pairs", "duplicate_groups", "leakage"]
+
+_BLOCK = 512
+
+
+def _hash_int(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value & 0xFFFFFFFFFFFFFFFF
+    try:
+        s = str(value).strip().lower()
+        if not s or len(s) > 16:  # only 64-bit hashes are comparable here
+            return None
+        return int(s, 16)
+    except ValueError:
+        return None
+
+
+def phash_array(records: Sequence[SampleRecord]) -> tuple[np.ndarray, list[int]]:
+    """The records' 64-bit pHashes as uint64 and the indices of the records that have one."""
+    vals, idx = [], []
+    for i, r in enumerate(records):
+        h = _hash_int(r.meta.get("phash"))
+        if h is not None:
+            vals.append(h)
+            idx.append(i)
+    return np.array(vals, dtype=np.uint64), idx
+
+
+def near_duplicate_pairs(hashes: np.ndarray, max_distance: int) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, whose hashes differ in at most ``max_distance`` bits."""
+    n = len(hashes)
+    out: list[tuple[int, int]] = []
+    for start in range(0, n, _BLOCK):
+        block = hashes[start : start + _BLOCK]
+        # Compare each row only with later rows: (B, N - start) distances.
+        dist = np.bitwise_count(np.bitwise_xor(block[:, None], hashes[None, start:]))
+        ii, jj = np.nonzero(dist <= max_distance)
+        jj = jj + start
+        ii = ii + start
+        keep = jj > ii
+        out.extend(zip(ii[keep].tolist(), jj[keep].tolist()))
+    return out
+
+
+def duplicate_groups(records: Sequence[SampleRecord], max_distance: int = 4) -> dict[str, list[list[int]]]:
+    """Groups of record indices: ``exact`` (same sha256) and ``near`` (pHash close, not exact).
+
+    Args:
+        records: the samples.
+        max_distance: pHash Hamming threshold; negative disables near-duplicates.
+    """
+    by_sha: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        by_sha[r.sha256].append(i)
+    exact = [g for g in by_sha.values() if len(g) > 1]
+    near: list[list[int]] = []
+    if max_distance >= 0:
+        hashes, idx = phash_array(records)
+        parent: dict[int, int] = {}
+
+        def find(a: int) -> int:
+            parent.setdefault(a, a)
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            return a
+
+        for a, b in near_duplicate_pairs(hashes, max_distance):
+            ra, rb = find(idx[a]), find(idx[b])
+            if records[idx[a]].sha256 == records[idx[b]].sha256:
+                continue  # already an exact duplicate
+            if ra != rb:
+                parent[rb] = ra
+        groups: dict[int, list[int]] = defaultdict(list)
+        for node in list(parent):
+            groups[find(node)].append(node)
+        near = [sorted(g) for g in groups.values() if len(g) > 1]
+    return {"exact": exact, "near": near}
+
+
+def leakage(records: Sequence[SampleRecord], groups: Sequence[Sequence[int]]) -> list[dict[str, Any]]:
+    """Duplicate groups whose members sit in more than one split (train/val/test leakage)."""
+    out = []
+    for g in groups:
+        splits = sorted({records[i].split or "none" for i in g})
+        if len(splits) > 1:
+            out.append(
+                {
+                    "samples": [records[i].sample_id for i in g],
+                    "names": [records[i].name for i in g],
+                    "splits": splits,
+                }
+            )
+    return out
