@@ -212,9 +212,8 @@ class Workspace:
             created = [st.sha256 for st in stored if st.created]
             good = []
             for st in stored:
-                if st.meta.get("error") and st.meta.get(
-                    "fatal", st.item.media_type == "image" and "width" not in st.meta
-                ):
+                # Unreadable content (a corrupt image, non-UTF-8 text) is a bad item: skip and report.
+                if st.meta.get("error"):
                     skipped.append(Skip(st.item.name, st.meta["error"]))
                 else:
                     good.append(st)

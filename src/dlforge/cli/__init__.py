@@ -1,0 +1,1 @@
+"""The ``dlforge`` command line: thin shells over the Python API."""
