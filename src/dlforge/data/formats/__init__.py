@@ -65,9 +65,7 @@ def detect_format(root: Any) -> str:
     for cls in sorted(FORMATS.values(), key=lambda c: c.priority):
         if cls.detect(root):
             return cls.name
-    raise InputError(
-        f"{root}: could not detect a dataset format; pass --format (one of {', '.join(sorted(FORMATS))})"
-    )
+    raise InputError(f"{root}: could not detect a dataset format; pass --format (one of {', '.join(sorted(FORMATS))})")
 
 
 def format_names() -> list[str]:

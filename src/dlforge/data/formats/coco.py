@@ -156,9 +156,7 @@ class _ImageFinder:
         return hits[0] if len(hits) == 1 else None
 
 
-def _convert_annotation(
-    ann: dict, width: int, height: int, label: str
-) -> tuple[Annotation | None, str | None]:
+def _convert_annotation(ann: dict, width: int, height: int, label: str) -> tuple[Annotation | None, str | None]:
     """One COCO annotation dict to an :class:`Annotation`, or ``(None, reason)``."""
     attrs: dict[str, Any] = {}
     for key in ("iscrowd", "area"):

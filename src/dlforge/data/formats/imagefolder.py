@@ -72,9 +72,7 @@ class ImageFolderFormat:
             raise InputError(f"{root}: imagefolder needs a folder of class folders")
         wanted = options.get("classes")
         splits = _split_dirs(root)
-        layout: list[tuple[str | None, Path]] = (
-            [(s, d) for s, d in splits.items()] if splits else [(None, root)]
-        )
+        layout: list[tuple[str | None, Path]] = [(s, d) for s, d in splits.items()] if splits else [(None, root)]
         items: list[ImportItem] = []
         skipped: list[Skip] = []
         classes: set[str] = set()

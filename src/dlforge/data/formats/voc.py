@@ -133,9 +133,7 @@ def _text(elem: ET.Element | None, tag: str) -> str | None:
     return child.text.strip() if child is not None and child.text is not None else None
 
 
-def _parse_object(
-    obj: ET.Element, index: int, wanted: set[str] | None
-) -> tuple[Annotation | None, str | None]:
+def _parse_object(obj: ET.Element, index: int, wanted: set[str] | None) -> tuple[Annotation | None, str | None]:
     label = _text(obj, "name")
     if not label:
         return None, f"object {index}: no <name>"
