@@ -97,9 +97,13 @@ def test_table_truncates_and_rejects_bad_rows():
     assert html.count("<tr>") == 11 and "showing 10 of 30 rows" in html
     with pytest.raises(InputError, match="row 1"):
         Report("t").add_table([{"a": 1}, 5])
+    with pytest.raises(InputError, match="rows must be a list of dicts"):
+        Report("t").add_table("Per class", [{"a": 1}])  # arguments swapped
 
 
 def test_image_data_uri_rejects_non_images():
     assert image_data_uri(b"\xff\xd8\xff\xe0xxxx").startswith("data:image/jpeg;base64,")
     with pytest.raises(InputError, match="not a PNG"):
         image_data_uri(b"hello")
+    with pytest.raises(InputError, match="caption goes second"):
+        Report("t").add_image("caption", b"\x89PNG\r\n\x1a\n")

@@ -142,6 +142,8 @@ def image_data_uri(image: bytes | Any) -> str:
     Raises:
         InputError: The bytes are not an image format browsers can show.
     """
+    if isinstance(image, str):
+        raise InputError("report image: got a str; pass PNG/JPEG bytes or a PIL image (caption goes second)")
     if not isinstance(image, (bytes, bytearray, memoryview)):
         save = getattr(image, "save", None)
         if save is None:
@@ -250,6 +252,10 @@ class Report:
             caption: Table caption.
             max_rows: Rows beyond this are left out (with a note) to keep the file small.
         """
+        if isinstance(rows, (str, bytes)) or not (hasattr(rows, "columns") or isinstance(rows, Iterable)):
+            raise InputError(
+                f"add_table(rows, caption): rows must be a list of dicts or a DataFrame, got {type(rows).__name__}"
+            )
         if hasattr(rows, "to_dict") and hasattr(rows, "columns"):
             df = rows
             if not _is_range_index(df):
