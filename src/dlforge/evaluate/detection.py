@@ -114,7 +114,9 @@ def _match(
         thr = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)[:, None]  # (T, 1)
         gt_taken = np.zeros((num_t, num_g), dtype=bool)
         rows = np.arange(num_t)
-        for d in range(num_d):
+        # A detection whose best IoU is under the lowest threshold can match nothing:
+        # skipping those makes background-heavy predictions cheap.
+        for d in np.nonzero(ious.max(axis=1) >= thr.min())[0]:
             # A matched crowd box stays available; a matched regular one does not.
             cand = (~gt_taken | gt_crowd[None, :]) & (ious[d][None, :] >= thr)  # (T, G)
             regular = cand & ~gt_ignore[None, :]
