@@ -199,7 +199,8 @@ def _parse_jsonl(path: Path, options: dict[str, Any]) -> _Rows:
     text, enc = decode(_read_file(path), path.name)
     parsed = _Rows([], enc)
     seen: dict[str, None] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # Only "\n" ends a JSON line: str.splitlines would also cut at U+2028, U+0085 ... inside strings.
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
