@@ -105,7 +105,7 @@ def candidate_edges(packed: np.ndarray, max_distance: int) -> tuple[np.ndarray, 
     """Pairs of rows of ``packed`` (N, bytes) within ``max_distance`` bits, via multi-index hashing.
 
     Returns:
-        ``(i, j, candidates)``: verified pairs with ``i < j`` (a pair may repeat when it
+        ``(i, j, candidates)``: verified pairs of distinct rows (a pair may repeat when it
         matches on several bands) and how many candidate pairs were checked, which is
         what keeps this sub-quadratic.
     """
@@ -127,31 +127,41 @@ def candidate_edges(packed: np.ndarray, max_distance: int) -> tuple[np.ndarray, 
         keys = bitmat[:, s:e].astype(np.int64) @ weights  # (N,)
         counts = np.bincount(keys, minlength=1 << band)
         start = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        # Work in bucket-sorted order: a bucket is a contiguous run, so candidates are ranges
+        # and the hash words are read from contiguous 1-D arrays.
         order = np.argsort(keys, kind="stable")
+        ks = keys[order]
+        sw = [np.ascontiguousarray(words[order, t]) for t in range(words.shape[1])]
         for mask in _flip_masks(band, r):
-            q = keys ^ mask
-            cnt = counts[q]
+            if mask == 0:
+                # Same bucket: each position pairs with the later positions of its bucket.
+                lo = np.arange(1, n + 1)
+                cnt = start[ks] + counts[ks] - lo
+            else:
+                # Bucket `mask` bits away; only from the smaller key, so each pair comes once.
+                q = ks ^ mask
+                lo = start[q]
+                cnt = np.where(q > ks, counts[q], 0)
             who = np.nonzero(cnt)[0]
             if who.size == 0:
                 continue
             c = cnt[who]
             cum = np.cumsum(c)
-            # Batches of whole buckets, at most _BATCH_PAIRS candidates each.
+            # Batches of whole ranges, at most _BATCH_PAIRS candidates each.
             cuts = np.searchsorted(cum, np.arange(_BATCH_PAIRS, int(cum[-1]), _BATCH_PAIRS))
             for part_who, part_c in zip(np.split(who, cuts), np.split(c, cuts)):
                 if part_who.size == 0:
                     continue
                 total = int(part_c.sum())
-                i = np.repeat(part_who, part_c)
-                offs = np.arange(total) - np.repeat(np.cumsum(part_c) - part_c, part_c)
-                j = order[np.repeat(start[q[part_who]], part_c) + offs]
-                keep = i < j
-                i, j = i[keep], j[keep]
-                checked += int(i.size)
-                dist = _popcount(words[i] ^ words[j]).sum(axis=1)
-                close = dist <= max_distance
-                edges_i.append(i[close])
-                edges_j.append(j[close])
+                ip = np.repeat(part_who, part_c)
+                jp = np.arange(total) + np.repeat(lo[part_who] - (np.cumsum(part_c) - part_c), part_c)
+                checked += total
+                dist = _popcount(sw[0][ip] ^ sw[0][jp])
+                for w in sw[1:]:
+                    dist = dist + _popcount(w[ip] ^ w[jp])
+                close = np.nonzero(dist <= max_distance)[0]
+                edges_i.append(order[ip[close]])
+                edges_j.append(order[jp[close]])
     if not edges_i:
         return empty, empty, checked
     return np.concatenate(edges_i), np.concatenate(edges_j), checked
