@@ -25,10 +25,18 @@ _EXPORTS = {
     "plot_confusion_matrix": "classification",
     "plot_roc_pr": "classification",
     "image_grid": "classification",
+    "worst_mistakes": "classification",
+    "add_classification_section": "classification",
     "DetectionEvaluator": "detection",
     "draw_detections": "detection",
+    "box_iou_coco": "detection",
+    "plot_detection_pr": "detection",
+    "add_detection_section": "detection",
     "SegmentationMetrics": "segmentation",
     "overlay_mask": "segmentation",
+    "voc_palette": "segmentation",
+    "plot_per_class_iou": "segmentation",
+    "add_segmentation_section": "segmentation",
 }
 
 __all__ = sorted(_EXPORTS)

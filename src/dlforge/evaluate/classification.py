@@ -24,6 +24,7 @@ from dlforge.errors import InputError
 from dlforge.evaluate.plots import fig_to_png, new_figure, plot_training_curves
 
 __all__ = [
+    "add_classification_section",
     "classification_metrics",
     "image_grid",
     "plot_confusion_matrix",
@@ -62,9 +63,7 @@ def _curves(y: np.ndarray, score: np.ndarray, max_points: int) -> dict[str, Any]
     }
 
 
-def _check_inputs(
-    y_true: Any, probs: Any, classes: Sequence[str], multilabel: bool
-) -> tuple[np.ndarray, np.ndarray]:
+def _check_inputs(y_true: Any, probs: Any, classes: Sequence[str], multilabel: bool) -> tuple[np.ndarray, np.ndarray]:
     probs = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y_true)
     num_c = len(classes)
@@ -136,9 +135,7 @@ def classification_metrics(
     out: dict[str, Any] = {"num_samples": int(len(probs)), "classes": classes}
 
     if multilabel:
-        thr = np.broadcast_to(
-            np.asarray(0.5 if thresholds is None else thresholds, dtype=np.float64), (num_c,)
-        )
+        thr = np.broadcast_to(np.asarray(0.5 if thresholds is None else thresholds, dtype=np.float64), (num_c,))
         pred = (probs >= thr[None, :]).astype(np.int64)
         out["task"] = "multilabel"
         out["thresholds"] = [float(t) for t in thr]
@@ -162,13 +159,9 @@ def classification_metrics(
         averages = ("macro", "weighted")
 
     for avg in averages:
-        p_, r_, f_, _ = skm.precision_recall_fscore_support(
-            y, pred, labels=labels, average=avg, zero_division=0
-        )
+        p_, r_, f_, _ = skm.precision_recall_fscore_support(y, pred, labels=labels, average=avg, zero_division=0)
         out[f"precision_{avg}"], out[f"recall_{avg}"], out[f"f1_{avg}"] = float(p_), float(r_), float(f_)
-    p_c, r_c, f_c, s_c = skm.precision_recall_fscore_support(
-        y, pred, labels=labels, average=None, zero_division=0
-    )
+    p_c, r_c, f_c, s_c = skm.precision_recall_fscore_support(y, pred, labels=labels, average=None, zero_division=0)
     per_class = [
         {
             "class": name,
@@ -267,9 +260,7 @@ def plot_confusion_matrix(cm: Any, classes: Sequence[str], normalize: bool = Tru
     im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1.0 if normalize else None)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="row fraction" if normalize else "count")
     fontsize = 9 if n <= 12 else 7 if n <= 25 else 5
-    ax.set_xticks(
-        range(n), [textwrap.shorten(str(c), 18) for c in classes], rotation=60, ha="right", fontsize=fontsize
-    )
+    ax.set_xticks(range(n), [textwrap.shorten(str(c), 18) for c in classes], rotation=60, ha="right", fontsize=fontsize)
     ax.set_yticks(range(n), [textwrap.shorten(str(c), 18) for c in classes], fontsize=fontsize)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -279,9 +270,7 @@ def plot_confusion_matrix(cm: Any, classes: Sequence[str], normalize: bool = Tru
             for j in range(n):
                 if cm[i, j]:
                     color = "white" if shown[i, j] > 0.5 * hi else "black"
-                    ax.text(
-                        j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=fontsize, color=color
-                    )
+                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=fontsize, color=color)
     return fig_to_png(fig)
 
 
@@ -300,9 +289,7 @@ def plot_roc_pr(curves: dict[str, Any], max_classes: int = 12) -> bytes:
     ax_roc, ax_pr = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     items = sorted(curves.items(), key=lambda kv: -kv[1].get("positives", 0))[:max_classes]
     for name, c in items:
-        ax_roc.plot(
-            c["roc"]["fpr"], c["roc"]["tpr"], label=f"{textwrap.shorten(name, 20)} (AUC {c['auc']:.3f})"
-        )
+        ax_roc.plot(c["roc"]["fpr"], c["roc"]["tpr"], label=f"{textwrap.shorten(name, 20)} (AUC {c['auc']:.3f})")
         ax_pr.step(
             c["pr"]["recall"],
             c["pr"]["precision"],
@@ -310,9 +297,7 @@ def plot_roc_pr(curves: dict[str, Any], max_classes: int = 12) -> bytes:
             label=f"{textwrap.shorten(name, 20)} (AP {c['ap']:.3f})",
         )
     ax_roc.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
-    ax_roc.set(
-        xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.02)
-    )
+    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.02))
     ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.02))
     for ax in (ax_roc, ax_pr):
         ax.grid(alpha=0.3)
@@ -361,3 +346,31 @@ def image_grid(
     if title:
         fig.suptitle(title)
     return fig_to_png(fig)
+
+
+def add_classification_section(report: Any, metrics: dict[str, Any], title: str = "Classification") -> Any:
+    """Append the standard classification section to a report.
+
+    Scalar metrics as cards, the per-class table, the confusion matrix and (binary,
+    multi-label) the ROC/PR curves.
+
+    Args:
+        report: A :class:`dlforge.evaluate.html.Report`.
+        metrics: The dict from :func:`classification_metrics`.
+        title: Section heading.
+
+    Returns:
+        The report, for chaining.
+    """
+    report.add_heading(title)
+    skip = {"num_samples", "classes", "thresholds"}
+    report.add_metrics(
+        {k: v for k, v in metrics.items() if k not in skip and (v is None or isinstance(v, (int, float)))}
+    )
+    report.add_table(metrics["per_class"], caption="Per class")
+    cm = metrics.get("confusion_matrix")
+    if cm is not None and metrics.get("task") != "multilabel" and len(cm) <= 100:
+        report.add_image(plot_confusion_matrix(cm, metrics["classes"]), "Confusion matrix (rows: true class)")
+    if metrics.get("curves"):
+        report.add_image(plot_roc_pr(metrics["curves"]), "ROC and precision-recall curves")
+    return report

@@ -31,7 +31,7 @@ import numpy as np
 
 from dlforge.errors import InputError
 
-__all__ = ["DetectionEvaluator", "box_iou_coco", "draw_detections"]
+__all__ = ["add_detection_section", "DetectionEvaluator", "box_iou_coco", "draw_detections", "plot_detection_pr"]
 
 # COCOeval's default parameters (pycocotools Params.setDetParams).
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -491,3 +491,56 @@ def draw_detections(
         if text:
             label_box((pb[i][0], pb[i][1]), text, color, False)
     return img
+
+
+def plot_detection_pr(pr_curves: dict[str, dict[str, list[float]]], max_classes: int = 12) -> bytes:
+    """Per-class interpolated precision-recall curves (``compute()["pr_curves"]``) as PNG.
+
+    Args:
+        pr_curves: Class name to ``{"recall": [...], "precision": [...]}``.
+        max_classes: Only the classes with the largest area under the curve beyond this.
+
+    Returns:
+        PNG bytes.
+    """
+    from dlforge.evaluate.plots import fig_to_png, new_figure
+
+    fig = new_figure(6.4, 4.6)
+    ax = fig.add_subplot(1, 1, 1)
+    items = sorted(pr_curves.items(), key=lambda kv: -float(np.mean(kv[1]["precision"])))[:max_classes]
+    for name, c in items:
+        ax.plot(c["recall"], c["precision"], label=f"{name[:20]} (AP {np.mean(c['precision']):.3f})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="Precision-recall per class")
+    ax.grid(alpha=0.3)
+    if items:
+        ax.legend(fontsize=7, loc="lower left")
+    else:
+        ax.text(0.5, 0.5, "no class with ground truth", ha="center", va="center")
+    return fig_to_png(fig)
+
+
+def add_detection_section(report: Any, metrics: dict[str, Any], title: str = "Object detection") -> Any:
+    """Append the standard detection section (COCO numbers, per-class AP, PR curves) to a report.
+
+    Args:
+        report: A :class:`dlforge.evaluate.html.Report`.
+        metrics: The dict from :meth:`DetectionEvaluator.compute`.
+        title: Section heading.
+
+    Returns:
+        The report, for chaining.
+    """
+    report.add_heading(title)
+    keys = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_1", "mar_10", "mar_100")
+    cards = {k: ("n/a" if metrics.get(k) is None else metrics[k]) for k in keys if k in metrics}
+    cards.update({k: metrics[k] for k in ("num_images", "num_gt", "num_pred") if k in metrics})
+    report.add_metrics(cards)
+    report.add_text(
+        "COCO metrics: AP averaged over IoU 0.50:0.95 and 101 recall points, at most 100 detections "
+        "per image and class; small < 32², medium < 96² pixels of ground-truth area; n/a = no ground truth."
+    )
+    report.add_table(metrics.get("per_class", []), caption="Per class (AP over IoU 0.50:0.95, AP50, AP75, AR@100)")
+    if metrics.get("pr_curves"):
+        iou = metrics.get("pr_curve_iou", 0.5)
+        report.add_image(plot_detection_pr(metrics["pr_curves"]), f"Precision-recall at IoU {iou:.2f}")
+    return report

@@ -23,7 +23,7 @@ import numpy as np
 from dlforge.errors import InputError
 from dlforge.evaluate.plots import fig_to_png, new_figure
 
-__all__ = ["SegmentationMetrics", "overlay_mask", "plot_per_class_iou", "voc_palette"]
+__all__ = ["add_segmentation_section", "SegmentationMetrics", "overlay_mask", "plot_per_class_iou", "voc_palette"]
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -242,3 +242,23 @@ def plot_per_class_iou(metrics: Mapping[str, Any]) -> bytes:
         ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     return fig_to_png(fig)
+
+
+def add_segmentation_section(report: Any, metrics: dict[str, Any], title: str = "Semantic segmentation") -> Any:
+    """Append the standard segmentation section (mIoU, Dice, per-class table, IoU bars) to a report.
+
+    Args:
+        report: A :class:`dlforge.evaluate.html.Report`.
+        metrics: The dict from :meth:`SegmentationMetrics.compute`.
+        title: Section heading.
+
+    Returns:
+        The report, for chaining.
+    """
+    report.add_heading(title)
+    keys = ("miou", "mean_dice", "pixel_accuracy", "mean_accuracy", "fw_iou", "num_pixels")
+    report.add_metrics({k: ("n/a" if metrics.get(k) is None else metrics[k]) for k in keys})
+    report.add_table(metrics["per_class"], caption="Per class (empty: class absent from target and prediction)")
+    if any(r["iou"] is not None for r in metrics["per_class"]):
+        report.add_image(plot_per_class_iou(metrics), "IoU per class")
+    return report
