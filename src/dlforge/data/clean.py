@@ -56,6 +56,8 @@ class CleanConfig(BaseModel):
     near_duplicates: bool = True
     near_duplicate_max_distance: int = Field(default=DEFAULT_MAX_DISTANCE_128, ge=0, le=127)
     """Largest Hamming distance between the 128-bit ``phash + dhash`` of two near duplicates."""
+    near_duplicate_min_side: int = Field(default=32, ge=1)
+    """Images smaller than this are not hashed: at 8x8 (digits) every hash looks alike."""
     conflicting_labels: bool = True
     """A duplicate group whose members carry different class labels: exclude the whole group."""
     bad_boxes: bool = True
@@ -135,6 +137,10 @@ class _UnionFind:
         for x in self.parent:
             out.setdefault(self.find(x), []).append(x)
         return sorted((sorted(g) for g in out.values() if len(g) > 1), key=lambda g: g[0])
+
+
+def _hashable(m: dict[str, Any], min_side: int) -> bool:
+    return bool(m.get("phash") and m.get("dhash")) and min(m.get("width", 0), m.get("height", 0)) >= min_side
 
 
 def _box_problem(bbox: Any, width: int | None, height: int | None, tol: float) -> str | None:
@@ -229,7 +235,7 @@ def find_issues(
         hashes = {
             r.sample_id: meta[r.sample_id]["phash"] + meta[r.sample_id]["dhash"]
             for r in usable
-            if r.media_type == "image" and meta[r.sample_id].get("phash") and meta[r.sample_id].get("dhash")
+            if r.media_type == "image" and _hashable(meta[r.sample_id], cfg.near_duplicate_min_side)
         }
         report.near_duplicate_groups = near_duplicate_groups(hashes, cfg.near_duplicate_max_distance)
         for group in report.near_duplicate_groups:
