@@ -7,6 +7,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from dlforge.errors import InputError
@@ -24,9 +26,7 @@ def _random_box(rng: np.random.Generator, size: float = 320.0) -> list[float]:
     return [float(x), float(y), float(x + w), float(y + h)]
 
 
-def _random_scene(
-    seed: int, num_images: int = 40, num_classes: int = 4, round_scores: bool = False, noise: int = 6
-):
+def _random_scene(seed: int, num_images: int = 40, num_classes: int = 4, round_scores: bool = False, noise: int = 6):
     """Images with 0..8 objects, predictions that are jittered hits, label swaps and noise."""
     rng = np.random.default_rng(seed)
     images = []
@@ -156,9 +156,7 @@ def test_perfect_and_empty_cases():
 
 
 def test_crowd_iou_uses_detection_area():
-    iou = box_iou_coco(
-        np.array([[0, 0, 10, 10]]), np.array([[0, 0, 100, 100], [0, 0, 100, 100]]), np.array([1, 0])
-    )
+    iou = box_iou_coco(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 100, 100], [0, 0, 100, 100]]), np.array([1, 0]))
     assert iou[0, 0] == pytest.approx(1.0) and iou[0, 1] == pytest.approx(0.01)
 
 
@@ -194,3 +192,55 @@ def test_draw_detections_colours_gt_and_predictions_differently():
     assert gt_px != (255, 255, 255) and pred_px != (255, 255, 255) and gt_px != pred_px
     hidden = draw_detections(img, [[100, 40, 190, 140]], [1], [0.1], ["cat", "dog"], min_score=0.5)
     assert hidden.getpixel((101, 100)) == (255, 255, 255)
+
+
+# Property test: arbitrary small scenes with integer boxes (IoU exactly on the
+# thresholds, duplicate boxes, equal scores, crowds) give exactly COCO's numbers.
+_coord = st.integers(0, 120)
+
+
+@st.composite
+def _box(draw):
+    x, y = draw(_coord), draw(_coord)
+    return [x, y, x + draw(st.integers(1, 110)), y + draw(st.integers(1, 110))]
+
+
+@st.composite
+def _image(draw, image_id: int):
+    n_gt = draw(st.integers(0, 4))
+    gt = [draw(_box()) for _ in range(n_gt)]
+    gl = [draw(st.integers(0, 2)) for _ in range(n_gt)]
+    crowd = [int(draw(st.booleans()) and draw(st.booleans())) for _ in range(n_gt)]
+    pb, ps, pl = [], [], []
+    for _ in range(draw(st.integers(0, 6))):
+        if gt and draw(st.booleans()):
+            k = draw(st.integers(0, len(gt) - 1))
+            b = list(gt[k])
+            b[2] += draw(st.integers(0, 40))  # grown copies: IoU on a coarse grid, often exactly 0.5
+            pb.append(b)
+            pl.append(gl[k])
+        else:
+            pb.append(draw(_box()))
+            pl.append(draw(st.integers(0, 2)))
+        ps.append(draw(st.sampled_from([0.1, 0.5, 0.5, 0.9, 1.0])))
+    return (image_id, gt, gl, crowd, pb, ps, pl)
+
+
+@st.composite
+def _scene(draw):
+    images = [draw(_image(i + 1)) for i in range(draw(st.integers(1, 5)))]
+    if not any(im[4] for im in images):  # pycocotools cannot load an empty result list
+        images[0][4].append([0, 0, 10, 10])
+        images[0][5].append(0.5)
+        images[0][6].append(0)
+    return images
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_scene())
+def test_equals_pycocotools_on_arbitrary_scenes(images):
+    want, _ = _coco_stats(images, 3)
+    ev = DetectionEvaluator(["a", "b", "c"])
+    for img_id, gt, gl, crowd, pb, ps, pl in images:
+        ev.add(img_id, gt, gl, pb, ps, pl, gt_iscrowd=crowd)
+    np.testing.assert_allclose(ev.compute()["coco_stats"], want, atol=1e-9)
