@@ -105,6 +105,10 @@ def test_bad_inputs():
         classification_metrics([0, 2], np.ones((2, 2)) / 2, ["a", "b"])
     with pytest.raises(InputError, match="NaN"):
         classification_metrics([0, 1], [[np.nan, 1], [0.5, 0.5]], ["a", "b"])
+    with pytest.raises(InputError, match="unknown class 'z'"):
+        classification_metrics(["a", "z"], np.ones((2, 2)) / 2, ["a", "b"])
+    named = classification_metrics(["a", "b"], [[0.9, 0.1], [0.2, 0.8]], ["a", "b"])
+    assert named["accuracy"] == 1.0
     with pytest.raises(InputError, match="multi-hot"):
         classification_metrics([0, 1], np.ones((2, 2)) / 2, ["a", "b"], multilabel=True)
 

@@ -79,6 +79,12 @@ def _check_inputs(y_true: Any, probs: Any, classes: Sequence[str], multilabel: b
         return y.astype(np.int64), probs
     if y.ndim != 1 or len(y) != len(probs):
         raise InputError(f"y_true: expected shape ({len(probs)},), got {y.shape}")
+    if y.dtype.kind in "USO":  # class names instead of indices
+        index = {str(c): i for i, c in enumerate(classes)}
+        unknown = sorted({str(v) for v in y if str(v) not in index})
+        if unknown:
+            raise InputError(f"y_true: unknown class {unknown[0]!r} (classes: {', '.join(index)[:200]})")
+        y = np.asarray([index[str(v)] for v in y], dtype=np.int64)
     if not np.issubdtype(y.dtype, np.integer):
         if not np.all(np.mod(y, 1) == 0):
             raise InputError("y_true: class indices must be integers")
@@ -102,7 +108,8 @@ def classification_metrics(
     """Metrics of a classifier on one evaluation set.
 
     Args:
-        y_true: ``(N,)`` class indices, or ``(N, C)`` multi-hot when ``multilabel``.
+        y_true: ``(N,)`` class indices (or class names), or ``(N, C)`` multi-hot when
+            ``multilabel``.
         probs: ``(N, C)`` predicted probabilities (softmax rows, or independent
             sigmoids when ``multilabel``).
         classes: The ``C`` class names.
