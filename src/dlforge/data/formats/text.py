@@ -369,7 +369,8 @@ def _write(fmt: str, records: list[SampleRecord], out: Path, options: dict[str, 
         name = f"{split or 'data'}.{fmt}"
         if fmt == "csv":
             buf = io.StringIO(newline="")
-            writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+            # "\r\n" (RFC 4180) also makes the writer quote fields holding a lone "\r".
+            writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\r\n")
             writer.writeheader()
             for row in dicts:
                 writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
