@@ -186,7 +186,8 @@ def _fmt(value: Any) -> tuple[str, bool]:
             return f"{value:.1f}", True
         if abs(value) >= 1e6 or abs(value) < 1e-3:
             return f"{value:.3e}", True
-        return f"{value:.4f}".rstrip("0").rstrip("."), True
+        text = f"{value:.4f}".rstrip("0")
+        return (text + "0" if text.endswith(".") else text), True  # 0.99999 -> "1.0", like 1.0
     if isinstance(value, (list, tuple)) and len(value) <= 8:
         return ", ".join(_fmt(v)[0] for v in value), False
     if isinstance(value, (list, tuple)):
