@@ -107,3 +107,24 @@ def test_image_data_uri_rejects_non_images():
         image_data_uri(b"hello")
     with pytest.raises(InputError, match="caption goes second"):
         Report("t").add_image("caption", b"\x89PNG\r\n\x1a\n")
+
+
+def test_plots_do_not_need_a_display_backend(tmp_path):
+    # A GUI backend in the environment and no display: our plots never touch pyplot.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from dlforge.evaluate import plot_training_curves, plot_confusion_matrix\n"
+        "png = plot_training_curves({'loss': [(0, 1.0), (1, 0.5)]})\n"
+        "png2 = plot_confusion_matrix([[3, 1], [0, 2]], ['a', 'b'])\n"
+        "assert png.startswith(b'\\x89PNG') and png2.startswith(b'\\x89PNG')\n"
+        "assert 'matplotlib.pyplot' not in sys.modules\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["MPLBACKEND"] = "TkAgg"
+    env["MPLCONFIGDIR"] = str(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
