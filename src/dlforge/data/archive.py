@@ -70,7 +70,6 @@ def _validate_tar(tf: tarfile.TarFile, archive: str) -> list[str]:
         if m.issym():
             _check_link(name, m.linkname, archive)
         elif m.islnk():
-            _check_name(m.linkname, archive)
             _check_link(name, m.linkname, archive, hard=True)
         elif not (m.isfile() or m.isdir()):
             raise InputError(f"{archive}: entry {m.name!r} is a device or pipe; refusing to extract")

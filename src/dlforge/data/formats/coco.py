@@ -118,6 +118,13 @@ def polygon_area(points: list[list[float]]) -> float:
     return total
 
 
+def _dataset_dir(root: Path) -> Path:
+    """The dataset folder: root itself, or for a JSON file its folder (above ``annotations/``)."""
+    if root.is_dir():
+        return root
+    return root.parent.parent if root.parent.name.lower() == "annotations" else root.parent
+
+
 def _split_token(stem: str) -> str | None:
     """The word in a JSON file name that names its split (``train2017`` in ``instances_train2017``)."""
     for token in stem.lower().replace("-", "_").split("_"):
@@ -213,7 +220,7 @@ def _read_one(
             skipped.append(Skip(src, f"category entry {c!r} lacks id or name"))
     items: dict[Any, ImportItem] = {}
     sizes: dict[Any, tuple[int, int]] = {}
-    base = root if root.is_dir() else root.parent
+    base = _dataset_dir(root)
     for img in obj["images"]:
         if not isinstance(img, dict) or "id" not in img or not img.get("file_name"):
             skipped.append(Skip(src, f"image entry {str(img)[:80]} lacks id or file_name"))
@@ -305,7 +312,7 @@ class CocoFormat:
         images_dir = options.get("images_dir")
         if images_dir is not None:
             images_dir = Path(images_dir) if Path(images_dir).is_absolute() else root / images_dir
-        finder = _ImageFinder(root if root.is_dir() else root.parent, images_dir)
+        finder = _ImageFinder(_dataset_dir(root), images_dir)
         items: list[ImportItem] = []
         skipped: list[Skip] = []
         classes: dict[str, str] = {}
