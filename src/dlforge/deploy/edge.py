@@ -154,10 +154,15 @@ def build_edge_package(
         sizes = {"fp32": (bundle / MODEL_FILE).stat().st_size, "int8": (bundle / MODEL_INT8_FILE).stat().st_size}
         manifest = dict(info.manifest)
         manifest["files"] = {**manifest["files"], "model_int8": MODEL_INT8_FILE}
-        manifest["edge"] = {**acc, "size_bytes": sizes, "quantization": {
-            "method": "onnxruntime.quantize_static", "format": "QDQ", "per_channel": True,
-            "activations": "uint8", "weights": "int8", "calibration_samples": int(as_tuple(spec.calibration_inputs)[0].shape[0]),
-        }}
+        quant = {
+            "method": "onnxruntime.quantize_static",
+            "format": "QDQ",
+            "per_channel": True,
+            "activations": "uint8",
+            "weights": "int8",
+            "calibration_samples": int(as_tuple(spec.calibration_inputs)[0].shape[0]),
+        }
+        manifest["edge"] = {**acc, "size_bytes": sizes, "quantization": quant}
         write_json_atomic(bundle / MANIFEST_FILE, manifest)
         shutil.copyfile(RUNNER, bundle / "run.py")
         fmt = lambda k: f"{acc[k]:.4f}" if k in acc else "n/a"  # noqa: E731

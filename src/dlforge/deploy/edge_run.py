@@ -132,7 +132,8 @@ def segment(logits, manifest, geo):
     mask = logits[0].argmax(0).astype(np.uint8)  # (H, W)
     w0, h0 = geo["orig_size"]
     mask = np.asarray(Image.fromarray(mask).resize((int(w0), int(h0)), Image.NEAREST))
-    counts = {manifest["labels"][int(i)]: int((mask == i).sum()) for i in np.unique(mask) if i < len(manifest["labels"])}
+    labels = manifest["labels"]
+    counts = {labels[int(i)]: int((mask == i).sum()) for i in np.unique(mask) if i < len(labels)}
     return {"width": int(w0), "height": int(h0), "pixel_counts": counts}
 
 
