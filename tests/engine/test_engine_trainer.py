@@ -380,3 +380,19 @@ def test_user_errors_are_one_line_input_errors(tmp_path: Path) -> None:
         p.requires_grad_(False)
     with pytest.raises(InputError, match="no trainable parameters"):
         Trainer(cfg(), tmp_path / "d", tensorboard=False).fit(frozen, make_loader(ds, 16, True), None, step_fn)
+
+
+def test_time_budget_spent_in_evaluation_stops_at_epoch_boundary(tmp_path: Path) -> None:
+    ds = make_data(32)
+
+    def slow_eval(model, loader, device):
+        time.sleep(0.4)
+        return eval_fn(model, loader, device)
+
+    result = Trainer(cfg(epochs=50, time_budget=0.3), tmp_path, tensorboard=False).fit(
+        make_mlp(), make_loader(ds, 16, True), make_loader(ds, 32, False), step_fn, slow_eval
+    )
+    assert result.stop_reason == "time_budget" and "after epoch 1" in result.message
+    assert result.epochs_completed == 1 and result.global_step == 2
+    last = load_checkpoint(result.last_checkpoint)
+    assert not last["partial_epoch"] and not last["finished"]

@@ -46,7 +46,10 @@ def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     total = max(1, config.epochs * steps_per_epoch)
     warmup = warmup_steps_for(config, steps_per_epoch)
     if config.scheduler == "onecycle":
+        if total == 1:
+            return 1.0
         up = warmup if warmup > 0 else max(1, int(_ONECYCLE_DEFAULT_PCT * total))
+        up = min(up, total - 1)  # the peak must be reached inside the run
         low = 1.0 / _ONECYCLE_DIV
         if step < up:
             return low + (1.0 - low) * step / up

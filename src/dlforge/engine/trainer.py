@@ -275,6 +275,7 @@ class Trainer:
         stop_reason, message = "completed", ""
         last_metrics: dict[str, float] = history[-1] if history else {}
         epochs_completed = start_epoch
+        deadline = None if cfg.time_budget is None else t_start + cfg.time_budget
         self._checked_step_output = False
         try:
             for epoch in range(start_epoch, cfg.epochs):
@@ -296,7 +297,7 @@ class Trainer:
                     epoch=epoch,
                     global_step=global_step,
                     total_steps=total_steps,
-                    deadline=None if cfg.time_budget is None else t_start + cfg.time_budget,
+                    deadline=deadline,
                 )
                 global_step = out.global_step
                 if out.nan_step is not None:
@@ -363,6 +364,13 @@ class Trainer:
                     message = (
                         f"early stopping after epoch {epochs_completed}: no {monitor} improvement for "
                         f"{bad_epochs} epoch(s); best {_fmt(best_value)} at epoch {best_epoch}"
+                    )
+                elif deadline is not None and epochs_completed < cfg.epochs and time.monotonic() >= deadline:
+                    # The budget ran out during evaluation: stop at the epoch boundary (resumable exactly).
+                    stop_reason = "time_budget"
+                    message = (
+                        f"time budget of {cfg.time_budget:g}s reached after epoch {epochs_completed} "
+                        f"(step {global_step}); best {monitor}={_fmt(best_value)} at epoch {best_epoch}"
                     )
                 finished = stop_reason == "early_stopping" or (
                     stop_reason == "completed" and epochs_completed >= cfg.epochs
