@@ -124,3 +124,15 @@ def test_roundtrip_and_pycocotools_loads(data, fmtgen) -> None:
             item = got[Path(rec.name).name]
             assert item.split == rec.split
             fmtgen.match_annotations(rec.annotations, item.annotations, tol=1e-3, attrs=("iscrowd",))
+
+
+def test_big_files_are_sniffed_not_parsed_for_detection(tmp_path: Path, fmtgen, monkeypatch) -> None:
+    from dlforge.data.formats import coco, labelstudio
+
+    fmtgen.coco_dataset(tmp_path / "c", n_images=2)
+    fmtgen.labelstudio_export(tmp_path / "l")
+    monkeypatch.setattr(coco, "_PARSE_LIMIT", 10)
+    monkeypatch.setattr(coco, "_SNIFF_BYTES", 200)
+    assert CocoFormat.detect(tmp_path / "c") and not CocoFormat.detect(tmp_path / "l")
+    assert len(CocoFormat.read(tmp_path / "c").items) == 2
+    assert labelstudio.LabelStudioFormat.detect(tmp_path / "l")

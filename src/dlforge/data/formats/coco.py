@@ -39,8 +39,9 @@ from dlforge.data.records import Annotation, ImportBatch, ImportItem, SampleReco
 from dlforge.errors import InputError
 
 _COCO_KEYS = ("images", "annotations", "categories")
-#: Files this big are not sniffed during detection (a COCO file that big still reads fine).
-_SNIFF_LIMIT = 512 * 1024 * 1024
+#: Files up to this size are parsed to detect COCO; bigger ones are sniffed at both ends.
+_PARSE_LIMIT = 8 * 1024 * 1024
+_SNIFF_BYTES = 1024 * 1024
 
 
 def _load_json(path: Path) -> Any:
@@ -59,10 +60,30 @@ def _candidate_jsons(root: Path) -> list[Path]:
     return [p for p in found if p.is_file() and not p.name.startswith(".")]
 
 
+def _looks_like_coco(path: Path) -> bool:
+    """Cheap check used by detection: small files are parsed, big ones sniffed for the three keys."""
+    try:
+        size = path.stat().st_size
+        if size <= _PARSE_LIMIT:
+            return _is_coco(_load_json(path))
+        with path.open("rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+            fh.seek(max(size - _SNIFF_BYTES, 0))
+            tail = fh.read()
+    except (ValueError, UnicodeDecodeError, OSError):
+        return False
+    # In a big file the "annotations" key can sit far from both ends; ask for COCO-shaped words instead.
+    text = head + tail
+    has_section = b'"images"' in text or b'"annotations"' in text
+    has_field = b'"file_name"' in text or b'"image_id"' in text
+    return head.lstrip().startswith(b"{") and has_section and has_field
+
+
 def _coco_files(root: Path) -> list[tuple[Path, dict]]:
+    """Parsed COCO files among the candidate JSONs (files that are not COCO are passed over)."""
     out = []
     for path in _candidate_jsons(root):
-        if path.stat().st_size > _SNIFF_LIMIT:
+        if not _looks_like_coco(path):
             continue
         try:
             obj = _load_json(path)
@@ -279,7 +300,7 @@ class CocoFormat:
     @staticmethod
     def detect(root: Path) -> bool:
         root = Path(root)
-        return root.exists() and bool(_coco_files(root))
+        return root.exists() and any(_looks_like_coco(p) for p in _candidate_jsons(root))
 
     @staticmethod
     def read(root: Path, **options: Any) -> ImportBatch:

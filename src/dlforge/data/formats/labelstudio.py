@@ -53,11 +53,28 @@ def _is_task_list(obj: Any) -> bool:
     return isinstance(obj, list) and bool(obj) and isinstance(obj[0], dict) and isinstance(obj[0].get("data"), dict)
 
 
-def _export_files(root: Path) -> list[tuple[Path, list]]:
+def _candidates(root: Path) -> list[Path]:
     paths = [root] if root.is_file() else sorted(root.glob("*.json"))
+    return [p for p in paths if p.suffix.lower() == ".json" and not p.name.startswith(".")]
+
+
+def _looks_like_export(path: Path) -> bool:
+    """Detection check: a JSON list whose first task has a ``data`` object (big files: sniffed)."""
+    try:
+        if path.stat().st_size <= 8 * 1024 * 1024:
+            with path.open("rb") as fh:
+                return _is_task_list(json.load(fh))
+        with path.open("rb") as fh:
+            head = fh.read(64 * 1024)
+    except (ValueError, UnicodeDecodeError, OSError):
+        return False
+    return head.lstrip().startswith(b"[") and b'"data"' in head
+
+
+def _export_files(root: Path) -> list[tuple[Path, list]]:
     out = []
-    for p in paths:
-        if p.suffix.lower() != ".json" or p.name.startswith("."):
+    for p in _candidates(root):
+        if not _looks_like_export(p):
             continue
         try:
             with p.open("rb") as fh:
@@ -172,7 +189,7 @@ class LabelStudioFormat:
     @staticmethod
     def detect(root: Path) -> bool:
         root = Path(root)
-        return root.exists() and bool(_export_files(root))
+        return root.exists() and any(_looks_like_export(p) for p in _candidates(root))
 
     @staticmethod
     def read(root: Path, **options: Any) -> ImportBatch:
