@@ -88,7 +88,8 @@ def image_hashes(gray: Image.Image) -> tuple[str, str]:
     """
     small = np.asarray(gray.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)  # (32, 32)
     low = _DCT8 @ small @ _DCT8.T  # (8, 8) lowest frequencies
-    phash = _bits_hex(low > np.median(low))
+    mid = np.sort(low, axis=None)[31:33]  # np.median of 64 values, without its ~40 us of overhead
+    phash = _bits_hex(low > (mid[0] + mid[1]) / 2)
     tiny = np.asarray(gray.resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)  # (8, 9)
     dhash = _bits_hex(tiny[:, 1:] > tiny[:, :-1])
     return phash, dhash
