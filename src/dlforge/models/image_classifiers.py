@@ -113,6 +113,7 @@ def resnet18(num_classes: int, *, in_chans: int = 3, dropout: float = 0.0, **kwa
         # torchvision's checkpoints.
         model.avgpool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Dropout(dropout))
     model.dlforge_head = "fc"
+    model.dlforge_arch = "resnet18"  # names its torchvision weights for load_pretrained(.., "hub")
     return model
 
 
@@ -120,6 +121,7 @@ def _torchvision_with_classifier(ctor, num_classes: int, in_chans: int, dropout:
     model = ctor(weights=None, num_classes=num_classes, dropout=dropout, **kwargs)
     _replace_first_conv(model.features[0], "0", in_chans)
     model.dlforge_head = "classifier"
+    model.dlforge_arch = ctor.__name__  # names its torchvision weights for load_pretrained(.., "hub")
     return model
 
 

@@ -161,37 +161,46 @@ def flatten_outputs(out: Any) -> list[torch.Tensor]:
 
 
 def onnx_max_abs_diff(
-    model: nn.Module, onnx_path: str | os.PathLike[str], inputs: tuple[torch.Tensor, ...]
+    model: nn.Module,
+    onnx_path: str | os.PathLike[str],
+    inputs: tuple[torch.Tensor, ...] | list[tuple[torch.Tensor, ...]],
 ) -> float:
     """Largest absolute difference between ``model(*inputs)`` and the ONNX file's outputs.
 
     The model runs in eval mode without gradients; onnxruntime runs on CPU. Inputs are
     matched to the ONNX graph's inputs by position.
 
+    Args:
+        model: the torch model the file was exported from.
+        onnx_path: the ``.onnx`` file.
+        inputs: one tuple of forward inputs, or a list of such tuples (e.g. several
+            batch sizes) checked against one onnxruntime session.
+
     Raises:
         InputError: when the number of inputs or outputs, or an output shape, differs.
     """
     import onnxruntime as ort
 
-    if not isinstance(inputs, tuple):
-        inputs = (inputs,)
+    cases = inputs if isinstance(inputs, list) else [inputs]
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     graph_inputs = [i.name for i in session.get_inputs()]
     model.eval()
-    with torch.no_grad():
-        expected = [t.detach().cpu().numpy() for t in flatten_outputs(model(*inputs))]
-    if len(graph_inputs) != len(inputs):
-        raise InputError(
-            f"{onnx_path}: ONNX graph takes {len(graph_inputs)} inputs {graph_inputs}, got {len(inputs)}"
-        )
-    feed = {n: t.detach().cpu().numpy() for n, t in zip(graph_inputs, inputs)}
-    got = session.run(None, feed)
-    if len(got) != len(expected):
-        raise InputError(f"{onnx_path}: ONNX graph has {len(got)} outputs, torch model {len(expected)}")
     worst = 0.0
-    for i, (a, b) in enumerate(zip(got, expected)):
-        if a.shape != b.shape:
-            raise InputError(f"{onnx_path}: output {i} shape {a.shape} != torch {b.shape}")
-        if a.size:
-            worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))))
+    for case in cases:
+        if not isinstance(case, tuple):
+            case = (case,)
+        if len(graph_inputs) != len(case):
+            raise InputError(
+                f"{onnx_path}: ONNX graph takes {len(graph_inputs)} inputs {graph_inputs}, got {len(case)}"
+            )
+        with torch.no_grad():
+            expected = [t.detach().cpu().numpy() for t in flatten_outputs(model(*case))]
+        got = session.run(None, {n: t.detach().cpu().numpy() for n, t in zip(graph_inputs, case)})
+        if len(got) != len(expected):
+            raise InputError(f"{onnx_path}: ONNX graph has {len(got)} outputs, torch model {len(expected)}")
+        for i, (a, b) in enumerate(zip(got, expected)):
+            if a.shape != b.shape:
+                raise InputError(f"{onnx_path}: output {i} shape {a.shape} != torch {b.shape}")
+            if a.size:
+                worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))))
     return worst

@@ -45,6 +45,7 @@ TEXT_TASKS = frozenset({"text_classification", "sentiment", "text_matching"})
 Factory = Callable[..., nn.Module]
 ExampleInputs = Callable[..., tuple[torch.Tensor, ...]]
 CheckOutput = Callable[[Any, int, int], None]
+TrainLoss = Callable[[nn.Module, tuple[torch.Tensor, ...], int], torch.Tensor]
 
 
 def _image_inputs(info: ModelInfo, batch: int, *, size: int | None = None, **_: Any) -> tuple[torch.Tensor]:
@@ -108,6 +109,7 @@ class ModelInfo:
     optional_extra: str | None = None
     example_inputs_fn: ExampleInputs | None = field(default=None, repr=False, compare=False)
     check_output_fn: CheckOutput | None = field(default=None, repr=False, compare=False)
+    train_loss_fn: TrainLoss | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_text(self) -> bool:
@@ -130,6 +132,32 @@ class ModelInfo:
         """Raise AssertionError unless ``out`` is this task's documented output."""
         fn = self.check_output_fn or _check_logits
         fn(out, batch, num_classes)
+
+    @property
+    def has_train_loss(self) -> bool:
+        """True when the loss for a backward check is known (logits models or a hook)."""
+        return self.train_loss_fn is not None or self.check_output_fn is None
+
+    def train_loss(self, model: nn.Module, inputs: tuple[torch.Tensor, ...], num_classes: int) -> torch.Tensor:
+        """A scalar training loss on ``inputs`` with arbitrary targets, for gradient checks.
+
+        Uses the registered ``train_loss`` hook; models emitting logits get cross-entropy
+        against fixed random labels; other models fall back to the mean of every float
+        output of a train-mode forward.
+        """
+        if self.train_loss_fn is not None:
+            return self.train_loss_fn(model, inputs, num_classes)
+        out = model(*inputs)
+        if self.check_output_fn is None:
+            g = torch.Generator().manual_seed(1)
+            target = torch.randint(0, num_classes, (out.shape[0],), generator=g).to(out.device)
+            return nn.functional.cross_entropy(out, target)
+        from dlforge.models.onnx_export import flatten_outputs
+
+        floats = [t for t in flatten_outputs(out) if t.is_floating_point() and t.requires_grad]
+        if not floats:
+            raise AssertionError(f"model {self.name!r}: no differentiable output; register a train_loss hook")
+        return sum(t.float().mean() for t in floats)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary for the CLI and web listings."""
@@ -157,6 +185,7 @@ def register_model(
     output_names: Sequence[str] = ("logits",),
     example_inputs: ExampleInputs | None = None,
     check_output: CheckOutput | None = None,
+    train_loss: TrainLoss | None = None,
     onnx_exportable: bool = True,
     optional_extra: str | None = None,
 ) -> Callable[[Factory], Factory]:
@@ -175,6 +204,10 @@ def register_model(
             are not a (B, 3, S, S) image or (B, L) token batch.
         check_output: ``fn(out, batch, num_classes)`` raising AssertionError when the
             forward output (model in eval mode) is not what the task documents.
+        train_loss: ``fn(model, inputs, num_classes) -> scalar`` (model in train mode)
+            for models whose forward output is not a differentiable training signal
+            (e.g. detectors returning post-NMS boxes); the conformance test checks
+            every trainable parameter gets a finite gradient from it.
         onnx_exportable: set False to skip ONNX parity in the conformance test.
         optional_extra: pip extra needed by the model, shown in listings.
 
@@ -201,6 +234,7 @@ def register_model(
             optional_extra=optional_extra,
             example_inputs_fn=example_inputs,
             check_output_fn=check_output,
+            train_loss_fn=train_loss,
         )
         return factory
 

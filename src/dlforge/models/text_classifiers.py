@@ -85,10 +85,14 @@ class TextCNN(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         keep = _mask_from(input_ids, attention_mask).to(torch.float32)  # (B, L)
-        x = self.embed(input_ids).transpose(1, 2)  # (B, E, L)
+        # Right-pad by (widest - 1) steps so texts shorter than a kernel still work;
+        # those steps are masked out like any padding.
+        extra = max(self.widths) - 1
+        x = F.pad(self.embed(input_ids).transpose(1, 2), (0, extra))  # (B, E, L + extra)
+        keep = F.pad(keep, (0, extra))  # (B, L + extra)
         pooled = []
         for conv in self.convs:
-            h = F.relu(conv(x))  # (B, C, L-k+1) for width k
+            h = F.relu(conv(x))  # (B, C, L + extra - k + 1) for width k
             # A window counts when its first token is real; ReLU output is >= 0, so
             # zeroing the others keeps them out of the max.
             h = h * keep[:, : h.shape[-1]].unsqueeze(1)
@@ -96,8 +100,24 @@ class TextCNN(nn.Module):
         return self.head(self.dropout(torch.cat(pooled, dim=1)))  # (B, num_classes)
 
 
+def _reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each row's first ``lengths[b]`` steps of x (B, L, D), leaving pads in place.
+
+    Uses gather rather than ``flip`` so right-padded rows reverse their real tokens only,
+    and it exports to ONNX (``pack_padded_sequence`` does not).
+    """
+    steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, L)
+    last = (lengths - 1).unsqueeze(1)  # (B, 1)
+    idx = torch.where(steps <= last, last - steps, steps)  # (B, L)
+    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+
+
 class BiLSTMAttention(nn.Module):
-    """Embedding -> BiLSTM -> additive attention over real tokens -> linear."""
+    """Embedding -> BiLSTM -> additive attention over real tokens -> linear.
+
+    The backward direction reads each sequence from its last real token, so right
+    padding changes nothing: the logits of a text do not depend on the padded length.
+    """
 
     dlforge_head = "head"
 
@@ -112,27 +132,31 @@ class BiLSTMAttention(nn.Module):
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
-        self.lstm = nn.LSTM(
-            embed_dim,
-            hidden,
-            num_layers=layers,
-            batch_first=True,
-            bidirectional=True,
-            dropout=dropout if layers > 1 else 0.0,
-        )
+        self.fwd = nn.ModuleList()
+        self.bwd = nn.ModuleList()
+        for i in range(layers):
+            size_in = embed_dim if i == 0 else 2 * hidden
+            self.fwd.append(nn.LSTM(size_in, hidden, batch_first=True))
+            self.bwd.append(nn.LSTM(size_in, hidden, batch_first=True))
         self.attn_proj = nn.Linear(2 * hidden, hidden)
         self.attn_score = nn.Linear(hidden, 1, bias=False)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(2 * hidden, num_classes)
 
     def dlforge_groups(self) -> list[nn.Module]:
-        return [self.embed, self.lstm, nn.ModuleList([self.attn_proj, self.attn_score])]
+        layers = [nn.ModuleList([f, b]) for f, b in zip(self.fwd, self.bwd)]
+        return [self.embed, *layers, nn.ModuleList([self.attn_proj, self.attn_score])]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         keep = _mask_from(input_ids, attention_mask)  # (B, L)
-        # Padded batches run unpacked (pack_padded_sequence does not export to ONNX);
-        # pads are zero embeddings and the attention below ignores their outputs.
-        h, _ = self.lstm(self.dropout(self.embed(input_ids)))  # (B, L, 2H)
+        lengths = keep.sum(1).clamp(min=1)  # (B,)
+        h = self.dropout(self.embed(input_ids))  # (B, L, E)
+        for i, (fwd, bwd) in enumerate(zip(self.fwd, self.bwd)):
+            if i:
+                h = self.dropout(h)
+            out_f, _ = fwd(h)  # (B, L, H)
+            out_b, _ = bwd(_reverse_padded(h, lengths))
+            h = torch.cat([out_f, _reverse_padded(out_b, lengths)], dim=-1)  # (B, L, 2H)
         scores = self.attn_score(torch.tanh(self.attn_proj(h))).squeeze(-1)  # (B, L)
         scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores, dim=-1).unsqueeze(-1)  # (B, L, 1)
@@ -169,6 +193,17 @@ class _EncoderBlock(nn.Module):
         return x + self.drop(self.ff(self.norm2(x)))
 
 
+class _TokenPositionEmbedding(nn.Module):
+    def __init__(self, vocab_size: int, max_len: int, dim: int) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.positions = nn.Parameter(torch.zeros(1, max_len, dim))
+        nn.init.normal_(self.positions, std=0.02)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, D)
+        return self.tokens(input_ids) + self.positions[:, : input_ids.shape[1]]
+
+
 class SmallTransformer(nn.Module):
     """Token + learned position embeddings -> pre-norm encoder blocks -> masked mean -> linear."""
 
@@ -187,23 +222,21 @@ class SmallTransformer(nn.Module):
     ) -> None:
         super().__init__()
         self.max_len = max_len
-        self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
-        self.pos = nn.Parameter(torch.zeros(1, max_len, dim))
-        nn.init.normal_(self.pos, std=0.02)
+        self.embed = _TokenPositionEmbedding(vocab_size, max_len, dim)
         self.blocks = nn.ModuleList(_EncoderBlock(dim, heads, ff_mult, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(dim, num_classes)
 
     def dlforge_groups(self) -> list[nn.Module]:
-        return [nn.ModuleList([self.embed]), *self.blocks, self.norm]
+        return [self.embed, *self.blocks, self.norm]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         keep = _mask_from(input_ids, attention_mask)  # (B, L)
         n = input_ids.shape[1]
         if not torch.jit.is_tracing() and n > self.max_len:
             raise InputError(f"input_ids: sequence length {n} exceeds the model's max_len {self.max_len}")
-        x = self.dropout(self.embed(input_ids) + self.pos[:, :n])  # (B, L, D)
+        x = self.dropout(self.embed(input_ids))  # (B, L, D)
         for block in self.blocks:
             x = block(x, keep)
         return self.head(self.dropout(_masked_mean(self.norm(x), keep)))  # (B, num_classes)
@@ -213,7 +246,7 @@ class SmallTransformer(nn.Module):
     "textcnn",
     task=TASK,
     default_input_size=64,
-    min_input_size=5,
+    min_input_size=1,
     description="TextCNN: parallel convolutions + max-pool; fastest on CPU",
 )
 def textcnn(
@@ -226,7 +259,7 @@ def textcnn(
     channels: int = 96,
     dropout: float = 0.3,
 ) -> nn.Module:
-    """TextCNN; sequences must be at least ``max(widths)`` tokens (pad to ``max_len``)."""
+    """TextCNN with one convolution per width in ``widths`` (any sequence length works)."""
     _check_text_args(vocab_size, max_len, dropout)
     widths = tuple(int(w) for w in widths)
     if not widths or min(widths) < 1 or max(widths) > max_len:

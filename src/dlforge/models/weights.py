@@ -1,0 +1,285 @@
+"""Pretrained weights, freezing and gradual unfreezing.
+
+Fine-tuning starts from a local file (a state dict, a dlforge checkpoint such as a
+finished run's ``checkpoints/best.pt``, or a ``.safetensors`` file) or from torchvision
+weights already in the torch hub cache. Nothing is downloaded.
+
+Loading is by parameter name: tensors whose shape differs from the model's (the
+classifier head when the class count changes, a first conv with other ``in_chans``)
+are skipped and reported, so a 1000-class ImageNet checkpoint or another run's
+10-class model both load into a 3-class model.
+
+Example::
+
+    model = create_model("resnet18", num_classes=3)
+    report = load_pretrained(model, "hub")             # ~/.cache/torch/hub/checkpoints/resnet18-*.pth
+    report = load_pretrained(model, "runs/abc/checkpoints/best.pt")
+    freeze_backbone(model)                             # train the head only
+    for epoch in range(10):
+        gradual_unfreeze(model, stage=epoch // 2)      # then open groups from the top down
+
+Create the optimizer over *all* parameters: frozen ones have no gradient and torch
+optimizers skip them, so unfreezing later needs no new optimizer.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlforge.errors import InputError, NotFoundError
+
+__all__ = [
+    "LoadReport",
+    "freeze_backbone",
+    "gradual_unfreeze",
+    "head_module",
+    "hub_weights_path",
+    "layer_groups",
+    "load_pretrained",
+    "unfreeze_all",
+]
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_pretrained` did.
+
+    Attributes:
+        source: the file the weights came from.
+        loaded: model keys filled from the checkpoint.
+        missing: model keys the checkpoint lacks (left as initialised).
+        unexpected: checkpoint keys the model lacks (ignored).
+        skipped: ``(key, checkpoint_shape, model_shape)`` for shape mismatches.
+    """
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "loaded": len(self.loaded),
+            "missing": self.missing,
+            "unexpected": self.unexpected,
+            "skipped": [{"key": k, "checkpoint": list(a), "model": list(b)} for k, a, b in self.skipped],
+        }
+
+    def summary(self) -> str:
+        """One line for logs."""
+        return (
+            f"loaded {len(self.loaded)} tensors from {self.source}; {len(self.skipped)} skipped (shape), "
+            f"{len(self.missing)} missing, {len(self.unexpected)} unexpected"
+        )
+
+
+def _torchvision_weights_file(arch: str) -> str:
+    from torchvision.models import get_model_weights
+
+    try:
+        weights = get_model_weights(arch).DEFAULT
+    except (ValueError, KeyError) as exc:
+        raise InputError(f"source: 'hub' has no torchvision weights for architecture {arch!r}") from exc
+    return weights.url.rsplit("/", 1)[-1]
+
+
+def hub_weights_path(arch: str) -> Path:
+    """Where torchvision keeps ``arch``'s default weights in the torch hub cache.
+
+    The file may not exist; :func:`load_pretrained` checks.
+    """
+    return Path(torch.hub.get_dir()) / "checkpoints" / _torchvision_weights_file(arch)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise NotFoundError(f"{path}: weights file not found")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as exc:
+            raise InputError(f"{path}: reading .safetensors needs the safetensors package") from exc
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:
+            raise InputError(f"{path}: not a readable safetensors file ({exc})") from exc
+    try:
+        # weights_only: a checkpoint is data, never code to run.
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a loadable torch checkpoint ({first})") from exc
+    if isinstance(obj, nn.Module):  # pragma: no cover - weights_only refuses modules
+        obj = obj.state_dict()
+    if isinstance(obj, dict):
+        for key in ("model", "state_dict", "model_state_dict"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise InputError(f"{path}: holds no state dict (expected tensors, or a dict with a 'model' key)")
+    state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    # Checkpoints saved from DataParallel/DDP or torch.compile carry a wrapper prefix.
+    for prefix in ("module.", "_orig_mod."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def load_pretrained(model: nn.Module, source: str | os.PathLike[str], *, arch: str | None = None) -> LoadReport:
+    """Load matching weights into ``model`` in place; skip and report the rest.
+
+    Args:
+        model: the model to fill (e.g. from :func:`dlforge.models.create_model`).
+        source: a local file (state dict, dlforge checkpoint dict with a ``"model"``
+            key, ``.safetensors``), or ``"hub"`` for torchvision's weights in
+            ``torch.hub.get_dir()/checkpoints`` (never downloaded).
+        arch: torchvision architecture for ``"hub"``; defaults to ``model.dlforge_arch``.
+
+    Returns:
+        A :class:`LoadReport`.
+
+    Raises:
+        InputError: ``"hub"`` without a cached file or known architecture, an unreadable
+            file, or a checkpoint sharing no tensor with the model.
+        NotFoundError: the file does not exist.
+    """
+    if str(source) == "hub":
+        arch = arch or getattr(model, "dlforge_arch", None)
+        if not arch:
+            raise InputError("source: 'hub' needs arch= (the model does not name its torchvision architecture)")
+        path = hub_weights_path(arch)
+        if not path.is_file():
+            raise InputError(
+                f"source: torchvision weights for {arch} are not in the hub cache ({path}); "
+                "dlforge never downloads - copy the file there or pass its path"
+            )
+    else:
+        path = Path(source).expanduser()
+    state = _read_state_dict(path)
+
+    own = model.state_dict()
+    report = LoadReport(source=str(path))
+    usable: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif tuple(tensor.shape) != tuple(own[key].shape):
+            report.skipped.append((key, tuple(tensor.shape), tuple(own[key].shape)))
+        else:
+            usable[key] = tensor
+    if not usable:
+        raise InputError(
+            f"{path}: no tensor matches the model {type(model).__name__} by name and shape "
+            f"(checkpoint keys look like {sorted(state)[:3]})"
+        )
+    model.load_state_dict(usable, strict=False)
+    report.loaded = sorted(usable)
+    report.missing = sorted(k for k in own if k not in usable)
+    return report
+
+
+# --- freezing -------------------------------------------------------------------------
+
+
+def _has_params(m: nn.Module) -> bool:
+    return any(True for _ in m.parameters())
+
+
+def _head_name(model: nn.Module) -> str | None:
+    name = getattr(model, "dlforge_head", None)
+    if isinstance(name, str) and hasattr(model, name):
+        return name
+    kids = [(n, c) for n, c in model.named_children() if _has_params(c)]
+    return kids[-1][0] if len(kids) > 1 else None
+
+
+def head_module(model: nn.Module) -> nn.Module:
+    """The classifier head: ``model.<dlforge_head>``, else the last child holding parameters.
+
+    Raises:
+        InputError: the model has no separable head.
+    """
+    name = _head_name(model)
+    if name is None:
+        raise InputError(f"model: {type(model).__name__} has no separable head to fine-tune")
+    return getattr(model, name)
+
+
+def layer_groups(model: nn.Module) -> list[nn.Module]:
+    """Backbone module groups from input to output, head excluded.
+
+    Uses ``model.dlforge_groups()`` when the model defines it; otherwise the top-level
+    children holding parameters, with a long ``nn.Sequential`` (torchvision's
+    ``features``) opened into its blocks.
+    """
+    groups_fn = getattr(model, "dlforge_groups", None)
+    if callable(groups_fn):
+        return [g for g in groups_fn() if _has_params(g)]
+    head = _head_name(model)
+    groups: list[nn.Module] = []
+    for name, child in model.named_children():
+        if name == head or not _has_params(child):
+            continue
+        blocks = [b for b in child.children() if _has_params(b)] if isinstance(child, nn.Sequential) else []
+        if len(blocks) >= 3:
+            groups.extend(blocks)
+        else:
+            groups.append(child)
+    return groups
+
+
+def _set_trainable(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+def _count_trainable(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def freeze_backbone(model: nn.Module) -> int:
+    """Freeze every parameter except the head's; returns the trainable parameter count.
+
+    BatchNorm running statistics still update in train mode; with very small
+    datasets put frozen BatchNorm layers in eval mode as well.
+    """
+    _set_trainable(model, False)
+    _set_trainable(head_module(model), True)
+    return _count_trainable(model)
+
+
+def unfreeze_all(model: nn.Module) -> int:
+    """Make every parameter trainable; returns the trainable parameter count."""
+    _set_trainable(model, True)
+    return _count_trainable(model)
+
+
+def gradual_unfreeze(model: nn.Module, stage: int) -> int:
+    """Train the head plus the last ``stage`` backbone groups (ULMFiT-style, head first).
+
+    Stage 0 trains the head only; each later stage opens one more group counted from
+    the output side; once ``stage`` reaches the number of groups the whole model trains
+    (parameters outside any group, e.g. a standalone position table, open then).
+
+    Returns:
+        The number of backbone groups now trainable.
+    """
+    if stage < 0:
+        raise InputError(f"stage: must be >= 0, got {stage}")
+    groups = layer_groups(model)
+    if stage >= len(groups):
+        unfreeze_all(model)
+        return len(groups)
+    freeze_backbone(model)
+    for g in groups[len(groups) - stage :]:
+        _set_trainable(g, True)
+    return stage
