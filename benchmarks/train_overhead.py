@@ -8,7 +8,9 @@ optimizer/scheduler setup, logging every ``log_every`` steps, TensorBoard
 files, gradient-norm diagnostics and the end-of-epoch checkpoint included.
 
 Prints one JSON line: both throughputs (samples/s) and their ratio
-(dlforge / hand-written; 1.0 means no overhead).
+(dlforge / hand-written; 1.0 means no overhead), from wall-clock time, plus the
+same ratio from process CPU time (steadier when other jobs share the machine)
+and the median of per-round ratios.
 
 Usage: python benchmarks/train_overhead.py [--seconds 25] [--rounds 3] [--batch-size 64] [--threads 1]
 """
@@ -93,7 +95,7 @@ def dlforge_loop(model: nn.Module, loader, lr: float, device: torch.device, run_
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=25.0, help="target seconds per approach (all rounds)")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default="auto")
     ap.add_argument(
@@ -122,6 +124,7 @@ def main() -> None:
 
         data = synthetic_data(steps * bs, seed=1)
         hand_times, dl_times = [], []
+        hand_cpu, dl_cpu = [], []
         for r in range(args.rounds):
             # Identical initial weights and data order for both in each round.
             torch.manual_seed(r)
@@ -131,10 +134,13 @@ def main() -> None:
                 model = small_cnn()
                 model.load_state_dict(init)
                 loader = make_loader(data, bs, shuffle=True, seed=r)
+                c0 = time.process_time()
                 if which == "hand":
                     hand_times.append(hand_loop(model, loader, lr, device))
+                    hand_cpu.append(time.process_time() - c0)
                 else:
                     dl_times.append(dlforge_loop(model, loader, lr, device, tmp_dir / f"round{r}"))
+                    dl_cpu.append(time.process_time() - c0)
             print(f"round {r}: hand {hand_times[-1]:.2f}s  dlforge {dl_times[-1]:.2f}s", file=sys.stderr)
 
     samples = steps * bs
@@ -155,6 +161,7 @@ def main() -> None:
                 "handwritten_samples_per_s": round(hand_tp, 1),
                 "dlforge_samples_per_s": round(dl_tp, 1),
                 "ratio": round(dl_tp / hand_tp, 4),
+                "ratio_cpu_time": round(sum(hand_cpu) / sum(dl_cpu), 4),
                 "ratio_per_round": [round(h / d, 4) for h, d in zip(hand_times, dl_times)],
                 "ratio_median_round": round(statistics.median(h / d for h, d in zip(hand_times, dl_times)), 4),
             }

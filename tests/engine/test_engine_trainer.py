@@ -396,3 +396,30 @@ def test_time_budget_spent_in_evaluation_stops_at_epoch_boundary(tmp_path: Path)
     assert result.epochs_completed == 1 and result.global_step == 2
     last = load_checkpoint(result.last_checkpoint)
     assert not last["partial_epoch"] and not last["finished"]
+
+
+def test_resume_into_a_different_model_is_an_input_error(tmp_path: Path) -> None:
+    ds = make_data(32)
+    calls = {"n": 0}
+
+    def crash_in_epoch_2(model, batch, device):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Crash("simulated crash")
+        return step_fn(model, batch, device)
+
+    with pytest.raises(Crash):
+        Trainer(cfg(epochs=3), tmp_path, tensorboard=False).fit(
+            make_mlp(), make_loader(ds, 16, True), None, crash_in_epoch_2
+        )
+    with pytest.raises(InputError, match="does not fit this model"):
+        Trainer(cfg(epochs=3), tmp_path, tensorboard=False).fit(
+            make_mlp(hidden=32), make_loader(ds, 16, True), None, step_fn, resume=True
+        )
+    logger = MemoryLogger()
+    result = Trainer(cfg(epochs=3, lr=0.2), tmp_path, logger=logger, tensorboard=False).fit(
+        make_mlp(), make_loader(ds, 16, True), None, step_fn, resume=True
+    )
+    assert result.epochs_completed == 3 and result.global_step == 6
+    resumed = next(e for e in logger.events if e["kind"] == "resumed")
+    assert resumed["level"] == "warning" and "lr" in resumed["message"]

@@ -135,8 +135,7 @@ class Diagnostics:
                 names = ", ".join(vanishing[:5]) + (" ..." if len(vanishing) > 5 else "")
                 self._report(
                     "vanishing_gradients",
-                    f"gradient norm below {self.vanish_threshold:.3g} in layer group(s) {names} "
-                    f"at step {step}",
+                    f"gradient norm below {self.vanish_threshold:.3g} in layer group(s) {names} at step {step}",
                     step,
                 )
 

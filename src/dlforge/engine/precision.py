@@ -31,14 +31,10 @@ def resolve_device(spec: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise InputError(
-                f"device {spec!r} requested but CUDA is not available; use device='cpu' or 'auto'"
-            )
+            raise InputError(f"device {spec!r} requested but CUDA is not available; use device='cpu' or 'auto'")
         dev = torch.device(spec)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(
-                f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
-            )
+            raise InputError(f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
         return dev
     if spec == "mps":
         if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
@@ -65,8 +61,7 @@ class Precision:
             raise InputError(f"unknown precision {mode!r}; use fp32, bf16 or fp16")
         if mode == "fp16" and device.type != "cuda":
             raise InputError(
-                f"precision 'fp16' needs a CUDA device (GradScaler), got {device.type!r}; "
-                "use 'bf16' or 'fp32'"
+                f"precision 'fp16' needs a CUDA device (GradScaler), got {device.type!r}; use 'bf16' or 'fp32'"
             )
         self.mode = mode
         self.device = device

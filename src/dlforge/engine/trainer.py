@@ -204,20 +204,14 @@ class Trainer:
                     f"{state.get('epoch')}); start a new run instead of resuming"
                 )
         elif ckpt_last.exists():
-            raise ConflictError(
-                f"{ckpt_last} already exists; pass resume=True or train into a new run directory"
-            )
+            raise ConflictError(f"{ckpt_last} already exists; pass resume=True or train into a new run directory")
 
         try:
             n_batches = len(train_loader)
         except TypeError:
-            raise InputError(
-                "train_loader must have a length (use a DataLoader over a map-style dataset)"
-            ) from None
+            raise InputError("train_loader must have a length (use a DataLoader over a map-style dataset)") from None
         if n_batches == 0:
-            raise InputError(
-                "train_loader yields no batches (empty dataset or batch_size > size with drop_last)"
-            )
+            raise InputError("train_loader yields no batches (empty dataset or batch_size > size with drop_last)")
         steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
         total_steps = cfg.epochs * steps_per_epoch
 
@@ -226,6 +220,40 @@ class Trainer:
         optimizer = build_optimizer(model, cfg)
         scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
         groups = layer_groups(model)
+
+        monitor, mode = cfg.monitor, cfg.monitor_mode
+        has_eval = eval_fn is not None and val_loader is not None
+        if not has_eval and not monitor.startswith("train/"):
+            monitor, mode = "train/epoch_loss", "min"
+
+        start_epoch, global_step, bad_epochs = 0, 0, 0
+        best_value: float | None = None
+        best_epoch: int | None = None
+        history: list[dict[str, float]] = []
+        if state is not None:
+            try:
+                unwrap_model(model).load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                precision.load_state_dict(state.get("scaler"))
+            except (RuntimeError, ValueError, KeyError) as exc:
+                first = (str(exc).strip().splitlines() or ["state mismatch"])[0]
+                raise InputError(f"cannot resume from {ckpt_last}: it does not fit this model: {first}") from None
+            restore_rng_state(state["rng"])
+            start_epoch = int(state["epoch"])
+            global_step = int(state["global_step"])
+            bad_epochs = int(state.get("bad_epochs", 0))
+            best_value = state.get("best_value")
+            best_epoch = state.get("best_epoch")
+            history = list(state.get("history", []))
+            changed = sorted(
+                k
+                for k, v in (state.get("config") or {}).items()
+                if k not in _RESUME_FREE_FIELDS and _jsonish(getattr(cfg, k, None)) != _jsonish(v)
+            )
+            resume_msg = f"resumed after epoch {start_epoch} (step {global_step})"
+            if changed:
+                resume_msg += "; config changed since the checkpoint: " + ", ".join(changed)
 
         loggers: list[Any] = []
         if self.tensorboard:
@@ -241,43 +269,14 @@ class Trainer:
             spike_window=cfg.spike_window,
         )
 
-        monitor, mode = cfg.monitor, cfg.monitor_mode
-        has_eval = eval_fn is not None and val_loader is not None
-        if not has_eval and not monitor.startswith("train/"):
-            monitor, mode = "train/epoch_loss", "min"
-
-        start_epoch, global_step, bad_epochs = 0, 0, 0
-        best_value: float | None = None
-        best_epoch: int | None = None
-        history: list[dict[str, float]] = []
-        if state is not None:
-            unwrap_model(model).load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            precision.load_state_dict(state.get("scaler"))
-            restore_rng_state(state["rng"])
-            start_epoch = int(state["epoch"])
-            global_step = int(state["global_step"])
-            bad_epochs = int(state.get("bad_epochs", 0))
-            best_value = state.get("best_value")
-            best_epoch = state.get("best_epoch")
-            history = list(state.get("history", []))
-            changed = sorted(
-                k
-                for k, v in (state.get("config") or {}).items()
-                if k not in _RESUME_FREE_FIELDS and _jsonish(getattr(cfg, k, None)) != _jsonish(v)
-            )
-            msg = f"resumed after epoch {start_epoch} (step {global_step})"
-            if changed:
-                msg += "; config changed since the checkpoint: " + ", ".join(changed)
-            sinks.event("resumed", msg, step=global_step, level="warning" if changed else "info")
-
         stop_reason, message = "completed", ""
         last_metrics: dict[str, float] = history[-1] if history else {}
         epochs_completed = start_epoch
         deadline = None if cfg.time_budget is None else t_start + cfg.time_budget
         self._checked_step_output = False
         try:
+            if state is not None:
+                sinks.event("resumed", resume_msg, step=global_step, level="warning" if changed else "info")
             for epoch in range(start_epoch, cfg.epochs):
                 set_loader_epoch(train_loader, epoch)
                 epoch_t0 = time.monotonic()
@@ -552,13 +551,9 @@ class Trainer:
         if not self._checked_step_output:
             if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                 shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-                raise InputError(
-                    f"step_fn must return a scalar loss tensor (or (loss, n_samples)), got {shape}"
-                )
+                raise InputError(f"step_fn must return a scalar loss tensor (or (loss, n_samples)), got {shape}")
             if not loss.requires_grad:
-                raise InputError(
-                    "step_fn returned a loss that does not require grad (was it computed under no_grad?)"
-                )
+                raise InputError("step_fn returned a loss that does not require grad (was it computed under no_grad?)")
             self._checked_step_output = True
         if n < 0:
             n = batch_size_of(batch)
