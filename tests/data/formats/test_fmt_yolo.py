@@ -84,3 +84,26 @@ def test_roundtrip_within_rounding(data, fmtgen) -> None:
             assert item.split == rec.split
             # 6 normalised decimals: half a unit of 1e-6 of the side, twice (centre and size)
             fmtgen.match_annotations(rec.annotations, item.annotations, tol=1e-6 * max(s.width, s.height) + 1e-9)
+
+
+def test_roboflow_layout_and_classes_txt(tmp_path: Path, fmtgen) -> None:
+    rf = tmp_path / "rf"
+    for split in ("train", "valid"):
+        fmtgen.make_image(rf / split / "images" / f"{split}.png", 10, 10)
+        (rf / split / "labels").mkdir(parents=True)
+        (rf / split / "labels" / f"{split}.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    (rf / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\nnc: 2\nnames: ['a', 'b']\n")
+    batch = YoloFormat.read(rf)
+    assert sorted((it.name, it.split) for it in batch.items) == [
+        ("train/images/train.png", "train"),
+        ("valid/images/valid.png", "val"),
+    ]
+    assert batch.items[0].annotations[0].label == "b"
+    darknet = tmp_path / "dk"
+    fmtgen.make_image(darknet / "images" / "x.png", 10, 10)
+    (darknet / "labels").mkdir()
+    (darknet / "labels" / "x.txt").write_text("0 0.5 0.5 1 1\n")
+    (darknet / "classes.txt").write_text("zebra\n")
+    assert YoloFormat.detect(darknet)
+    (item,) = YoloFormat.read(darknet).items
+    assert item.annotations[0].label == "zebra" and item.annotations[0].data["bbox"] == [0, 0, 10, 10]
