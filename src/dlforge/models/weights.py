@@ -176,9 +176,13 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike[str], *, arch: s
             report.skipped.append((key, tuple(tensor.shape), tuple(own[key].shape)))
         else:
             usable[key] = tensor
-    if not usable:
+    head = _head_name(model)
+    backbone = [k for k in usable if head is None or not k.startswith(f"{head}.")]
+    if not backbone:
+        # A checkpoint of another architecture may still share e.g. "head.bias"; loading
+        # only that would look like success while fine-tuning from scratch.
         raise InputError(
-            f"{path}: no tensor matches the model {type(model).__name__} by name and shape "
+            f"{path}: no backbone tensor matches the model {type(model).__name__} by name and shape "
             f"(checkpoint keys look like {sorted(state)[:3]})"
         )
     model.load_state_dict(usable, strict=False)
