@@ -338,6 +338,12 @@ def test_metrics_tensorboard_and_clipping(tmp_path: Path) -> None:
     assert {"train/epoch_loss", "val/accuracy", "val/loss", "time/epoch_s"} <= set(epoch_rows[0][1])
     assert 0.0 <= result.last_metrics["val/accuracy"] <= 1.0
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = EventAccumulator(str(tmp_path / "tb"))
+    tb.Reload()
+    assert {"train/loss", "lr", "val/accuracy", "train/epoch_loss"} <= set(tb.Tags()["scalars"])
+    assert [e.step for e in tb.Scalars("train/loss")] == [2, 4, 6, 8]
     assert result.to_dict()["best_checkpoint"].endswith("best.pt")
 
 

@@ -138,7 +138,11 @@ def to_device(batch: Any, device: torch.device, non_blocking: bool = True) -> An
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=non_blocking)
     if isinstance(batch, Mapping):
-        return type(batch)({k: to_device(v, device, non_blocking) for k, v in batch.items()})  # type: ignore[call-arg]
+        moved = {k: to_device(v, device, non_blocking) for k, v in batch.items()}
+        try:
+            return type(batch)(moved)  # type: ignore[call-arg]  # keeps BatchEncoding-like types
+        except TypeError:  # mappings whose constructor takes something else (defaultdict)
+            return moved
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
         return type(batch)(*(to_device(v, device, non_blocking) for v in batch))
     if isinstance(batch, (list, tuple)):
