@@ -179,6 +179,7 @@ def test_time_budget_stops_cleanly_and_keeps_best(tmp_path: Path) -> None:
         time.sleep(0.02)
         return step_fn(model, batch, device)
 
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)  # pay torch's one-off lazy imports
     t0 = time.monotonic()
     result = Trainer(cfg(epochs=1000, time_budget=0.6), tmp_path, tensorboard=False).fit(
         make_mlp(), make_loader(ds, 16, True), make_loader(val, 32, False), slow_step, eval_fn
@@ -429,3 +430,23 @@ def test_resume_into_a_different_model_is_an_input_error(tmp_path: Path) -> None
     assert result.epochs_completed == 3 and result.global_step == 6
     resumed = next(e for e in logger.events if e["kind"] == "resumed")
     assert resumed["level"] == "warning" and "lr" in resumed["message"]
+
+
+def test_time_budget_shortens_the_schedule_so_it_still_decays(tmp_path: Path) -> None:
+    ds = make_data(64)
+
+    def slow_step(model, batch, device):
+        time.sleep(0.02)
+        return step_fn(model, batch, device)
+
+    logger = MemoryLogger()
+    config = cfg(epochs=500, scheduler="cosine", lr=0.1, time_budget=1.5, log_every=1)
+    result = Trainer(config, tmp_path, logger=logger, tensorboard=False).fit(
+        make_mlp(), make_loader(ds, 16, True), None, slow_step
+    )
+    assert result.stop_reason == "time_budget"
+    assert 2 <= result.epochs_completed < 100
+    assert "schedule_shortened" in logger.event_kinds()
+    lrs = [v for _, v in logger.series("lr")]
+    # Without fitting, 500 planned epochs would leave the LR at ~0.1 when time runs out.
+    assert lrs[-1] < 0.05 and max(lrs) == pytest.approx(0.1)

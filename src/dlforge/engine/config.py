@@ -53,9 +53,14 @@ class TrainConfig(BaseModel):
             ``"val/accuracy"``). Without an eval function the engine monitors
             ``"train/epoch_loss"`` (min).
         monitor_mode: ``"max"`` or ``"min"``.
-        time_budget: Wall-clock seconds for the whole fit; the run stops
+        time_budget: Wall-clock seconds of training and evaluation (counted
+            from the first epoch's start, after setup); the run stops
             cleanly after the optimizer step that crosses it, is evaluated and
             keeps its best model.
+        fit_schedule_to_budget: With a time budget, re-plan after every epoch:
+            when the remaining epochs will not fit, shorten the LR schedule so it
+            still decays fully, and stop at the epoch boundary where the next
+            epoch would not fit.
         seed: Seed of every random generator the run uses.
         deterministic: Ask PyTorch for deterministic algorithms (warn-only).
         log_every: Optimizer steps between step-level metric records (also
@@ -95,6 +100,7 @@ class TrainConfig(BaseModel):
     monitor: str = "val/loss"
     monitor_mode: Literal["max", "min"] = "min"
     time_budget: float | None = Field(None, gt=0)
+    fit_schedule_to_budget: bool = True
     seed: int = Field(0, ge=0)
     deterministic: bool = False
     log_every: int = Field(50, ge=1)

@@ -13,6 +13,7 @@ bitwise identical to one that never stopped.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from dlforge.engine.loggers import RunLogger, TensorBoardLogger
 from dlforge.engine.optim import build_optimizer
 from dlforge.engine.precision import Precision, resolve_device
 from dlforge.engine.progress import ProgressCallback
-from dlforge.engine.schedules import build_scheduler
+from dlforge.engine.schedules import LrSchedule, build_scheduler
 from dlforge.engine.seeding import capture_rng_state, restore_rng_state, seed_everything
 from dlforge.errors import ConflictError, InputError
 
@@ -52,6 +53,7 @@ STOP_REASONS = ("completed", "early_stopping", "time_budget", "nan")
 # Config fields that may change between an interrupted run and its resumption
 # without making the resumed run a different experiment.
 _RESUME_FREE_FIELDS = {
+    "fit_schedule_to_budget",
     "epochs",
     "time_budget",
     "device",
@@ -222,6 +224,7 @@ class Trainer:
         model.to(device)
         optimizer = build_optimizer(model, cfg)
         scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
+        schedule: LrSchedule = scheduler.lr_lambdas[0]
         groups = layer_groups(model)
 
         monitor, mode = cfg.monitor, cfg.monitor_mode
@@ -238,6 +241,9 @@ class Trainer:
                 unwrap_model(model).load_state_dict(state["model"])
                 optimizer.load_state_dict(state["optimizer"])
                 scheduler.load_state_dict(state["scheduler"])
+                # The saved horizon belongs to the interrupted plan; this call plans afresh.
+                schedule.steps_per_epoch = steps_per_epoch
+                schedule.set_epochs(cfg.epochs)
                 precision.load_state_dict(state.get("scaler"))
             except (RuntimeError, ValueError, KeyError) as exc:
                 first = (str(exc).strip().splitlines() or ["state mismatch"])[0]
@@ -275,12 +281,19 @@ class Trainer:
         stop_reason, message = "completed", ""
         last_metrics: dict[str, float] = history[-1] if history else {}
         epochs_completed = start_epoch
-        deadline = None if cfg.time_budget is None else t_start + cfg.time_budget
         self._checked_step_output = False
         try:
             if state is not None:
                 sinks.event("resumed", resume_msg, step=global_step, level="warning" if changed else "info")
-            for epoch in range(start_epoch, cfg.epochs):
+            planned_epochs = cfg.epochs  # shortened when a time budget cannot hold them all
+            announced_plan = float(planned_epochs)
+            loop_t0 = time.monotonic()
+            # The budget is training time: it starts here, after the one-off setup (imports,
+            # optimizer construction, checkpoint loading), so a cold process is not penalised.
+            deadline = None if cfg.time_budget is None else loop_t0 + cfg.time_budget
+            for epoch in itertools.count(start_epoch):
+                if epoch >= planned_epochs:
+                    break
                 set_loader_epoch(train_loader, epoch)
                 epoch_t0 = time.monotonic()
                 model.train()
@@ -367,13 +380,37 @@ class Trainer:
                         f"early stopping after epoch {epochs_completed}: no {monitor} improvement for "
                         f"{bad_epochs} epoch(s); best {_fmt(best_value)} at epoch {best_epoch}"
                     )
-                elif deadline is not None and epochs_completed < cfg.epochs and time.monotonic() >= deadline:
-                    # The budget ran out during evaluation: stop at the epoch boundary (resumable exactly).
+                elif planned_epochs < cfg.epochs and epochs_completed >= planned_epochs:
                     stop_reason = "time_budget"
                     message = (
-                        f"time budget of {cfg.time_budget:g}s reached after epoch {epochs_completed} "
-                        f"(step {global_step}); best {monitor}={_fmt(best_value)} at epoch {best_epoch}"
+                        f"schedule fitted to the {cfg.time_budget:g}s time budget: finished {epochs_completed} "
+                        f"of {cfg.epochs} epochs; best {monitor}={_fmt(best_value)} at epoch {best_epoch}"
                     )
+                elif deadline is not None and epochs_completed < planned_epochs:
+                    now = time.monotonic()
+                    remaining = deadline - now
+                    per_epoch = (now - loop_t0) / max(1, epochs_completed - start_epoch)
+                    fit_schedule = cfg.fit_schedule_to_budget
+                    if remaining <= 0 or (fit_schedule and remaining < per_epoch):
+                        # Out of time at an epoch boundary (often during evaluation): stop here,
+                        # where the checkpoint resumes exactly, rather than cut the next epoch.
+                        stop_reason = "time_budget"
+                        message = (
+                            f"time budget of {cfg.time_budget:g}s reached after epoch {epochs_completed} "
+                            f"(step {global_step}); best {monitor}={_fmt(best_value)} at epoch {best_epoch}"
+                        )
+                    elif fit_schedule and epochs_completed + int(remaining // per_epoch) < planned_epochs:
+                        planned_epochs = epochs_completed + int(remaining // per_epoch)
+                        _shorten_schedule(scheduler, schedule, planned_epochs)
+                        if planned_epochs < 0.9 * announced_plan:  # no event for every small re-plan
+                            announced_plan = planned_epochs
+                            sinks.event(
+                                "schedule_shortened",
+                                f"epochs take ~{per_epoch:.3g}s and {remaining:.3g}s of the time budget remain: "
+                                f"LR schedule now ends after epoch {planned_epochs} instead of {cfg.epochs}",
+                                step=global_step,
+                                level="info",
+                            )
                 finished = stop_reason == "early_stopping" or (
                     stop_reason == "completed" and epochs_completed >= cfg.epochs
                 )
@@ -589,6 +626,15 @@ class _EpochResult:
     samples: int = 0
     nan_step: int | None = None
     budget_hit: bool = False
+
+
+def _shorten_schedule(scheduler: Any, schedule: LrSchedule, epochs: int) -> None:
+    """Give the schedule a new horizon and apply it to the very next step's LR too."""
+    schedule.set_epochs(epochs)
+    factor = schedule(scheduler.last_epoch)
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+        group["lr"] = base * factor
+    scheduler._last_lr = [g["lr"] for g in scheduler.optimizer.param_groups]
 
 
 def _improved(value: float, best: float | None, mode: str, min_delta: float) -> bool:
