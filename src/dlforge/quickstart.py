@@ -43,7 +43,7 @@ def quickstart(ws: Workspace, *, epochs: int = 12, train: bool = True, export: b
         src = write_digits(ws.settings.tmp_dir / "digits-src")
         imported = ws.import_data(src, DATASET, message="scikit-learn digits as PNG class folders")
         log(f"imported {imported.imported} images as {imported.version.ref} (format {imported.format}, detected)")
-        cleaned = imported.version.clean()
+        cleaned = imported.version.clean(min_side=8)  # digits are 8x8 by nature, not "tiny"
         log(f"cleaned -> {cleaned.version.ref}: excluded {len(cleaned.report.excluded)} items")
         version = cleaned.version.split(val=0.1, test=0.1, seed=0)
         log(f"split -> {version.ref}: {version.counts()['splits']}")

@@ -162,11 +162,9 @@ def clean(
 
     Makes a new version where they are excluded (never deleted).
     """
-    from dlforge.data.clean import config_from_cli
-
     ws = workspace()
     v = ws.version(ref)
-    cfg = config_from_cli(disable or [], parse_kv(set_, "--set"))
+    cfg = clean_config(disable or [], parse_kv(set_, "--set"))
     res = v.clean(cfg)
     full = res.report.to_dict()
     if report:
@@ -215,9 +213,7 @@ def split(
 @app.command("export")
 def export(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
-    format: str = typer.Option(
-        ..., "--format", "-f", help="imagefolder|coco|voc|yolo|labelstudio|csv|jsonl."
-    ),
+    format: str = typer.Option(..., "--format", "-f", help="imagefolder|coco|voc|yolo|labelstudio|csv|jsonl."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     split_: str | None = typer.Option(None, "--split", help="Export only this split."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -225,9 +221,7 @@ def export(
     """Export a version (or one split) to a dataset format."""
     ws = workspace()
     res = ws.version(ref).export(format, out_dir, split=split_)
-    emit(
-        res, as_json, lambda d: err.print(f"exported {d.get('items')} items of {d['version']} to {d['out']}")
-    )
+    emit(res, as_json, lambda d: err.print(f"exported {d.get('items')} items of {d['version']} to {d['out']}"))
 
 
 @app.command("rename-classes")
@@ -296,6 +290,31 @@ def sample(
     v = ws.version(ref)
     nv = v.sample(n, frac=frac, seed=seed, stratified=stratified)
     emit({"version": nv.ref, "parent": v.ref, "counts": nv.counts()}, as_json)
+
+
+def clean_config(disable: list[str], values: dict[str, str]) -> Any:
+    """A CleanConfig from ``--disable CHECK`` and ``--set FIELD=VALUE`` options."""
+    from pydantic import ValidationError
+
+    from dlforge.data.clean import CleanConfig
+    from dlforge.errors import InputError
+
+    fields = CleanConfig.model_fields
+    bool_fields = [k for k, f in fields.items() if f.annotation is bool]
+    settings: dict[str, Any] = {}
+    for check in disable:
+        if check not in bool_fields:
+            raise InputError(f"--disable {check!r}: not a check; checks: {', '.join(bool_fields)}")
+        settings[check] = False
+    for k, v in values.items():
+        if k not in fields:
+            raise InputError(f"--set {k!r}: unknown setting; settings: {', '.join(fields)}")
+        settings[k] = v
+    try:
+        return CleanConfig(**settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InputError(f"--set {first['loc'][0]}: {first['msg']}") from None
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -28,6 +28,15 @@ if TYPE_CHECKING:
     from dlforge.workspace import Workspace
 
 
+#: Below this side a perceptual hash sees too few pixels to tell images apart (8x8 digits all collide).
+MIN_HASH_SIDE = 32
+
+
+def hashable_image(meta: dict[str, Any]) -> bool:
+    """Whether an image's perceptual hashes are meaningful enough to call it a near duplicate."""
+    return bool(meta.get("dhash")) and min(meta.get("width", 0), meta.get("height", 0)) >= MIN_HASH_SIDE
+
+
 def copy_items(s: Session, from_version: int, to_version: int) -> None:
     """Copy every item row of one version into another (one INSERT ... SELECT)."""
     cols = ("uid", "sample_id", "name", "split", "excluded", "annotations")
@@ -349,12 +358,17 @@ class DatasetVersion:
         records = self.records()
         if not records:
             raise InputError(f"{self.ref}: no active samples to split")
-        hashes = {r.sample_id: r.meta["phash"] for r in records if r.meta.get("phash")}
+        # The same perceptual hashes clean uses (phash + dhash); texts group by their normalised form.
+        hashes = {
+            r.sample_id: r.meta["phash"] + r.meta["dhash"]
+            for r in records
+            if r.meta.get("phash") and hashable_image(r.meta)
+        }
         groups = near_duplicate_groups(hashes) if hashes else []
-        by_sha: dict[str, list[int]] = defaultdict(list)
+        same: dict[str, list[int]] = defaultdict(list)
         for r in records:
-            by_sha[r.sha256].append(r.sample_id)
-        groups = _merge_groups(groups + [g for g in by_sha.values() if len(g) > 1])
+            same[r.meta.get("norm_sha") or r.sha256].append(r.sample_id)
+        groups = _merge_groups(groups + [g for g in same.values() if len(g) > 1])
         assignment = assign_splits(records, val=val, test=test, seed=seed, groups=groups)
         changes = {uid: ItemChange(split=sp, fields={"split"}) for uid, sp in assignment.items()}
         counts: dict[str, int] = defaultdict(int)
@@ -439,10 +453,14 @@ class DatasetVersion:
             strata: dict[str, list[SampleRecord]] = defaultdict(list)
             for r in records:
                 strata[(r.labels() or ["<none>"])[0]].append(r)
+            # Largest-remainder allocation: quotas proportional to stratum size, summing to exactly k.
+            quotas = {key: k * len(m) / total for key, m in strata.items()}
+            take = {key: int(q) for key, q in quotas.items()}
+            for key in sorted(quotas, key=lambda c: quotas[c] - take[c], reverse=True)[: k - sum(take.values())]:
+                take[key] += 1
             keep: set[int] = set()
-            for members in strata.values():
-                take = max(1, round(k * len(members) / total))
-                keep.update(m.sample_id for m in rng.sample(members, min(take, len(members))))
+            for key, members in strata.items():
+                keep.update(m.sample_id for m in rng.sample(members, take[key]))
         else:
             keep = {r.sample_id for r in rng.sample(records, k)}
         changes = {
@@ -533,6 +551,8 @@ class DatasetVersion:
         if not records:
             raise InputError(f"{self.ref}: nothing to export{' in split ' + split if split else ''}")
         out = Path(out)
+        if format == "voc":  # segmentation maps live in the blob store
+            options.setdefault("resolve_blob", self.blob_path)
         summary = fmt.write(records, self.classes, out, **options)
         return {"version": self.ref, "out": str(out), **summary}
 

@@ -165,14 +165,17 @@ class _Subset(Dataset):
 # -- model -----------------------------------------------------------------------------------
 def build_model(name: str, num_classes: int, hp: dict[str, Any], ws: Any = None) -> nn.Module:
     from dlforge.models import create_model
-    from dlforge.models.weights import freeze_backbone, load_pretrained
 
     kwargs = {"dropout": hp["dropout"]} if hp.get("dropout") else {}
     model = create_model(name, num_classes, task=TASK, **kwargs)
     source = hp.get("weights")
     if source:
+        from dlforge.models.weights import load_pretrained
+
         load_pretrained(model, resolve_weights(ws, source))
     if hp.get("freeze_backbone"):
+        from dlforge.models.weights import freeze_backbone
+
         freeze_backbone(model)
     return model
 
