@@ -450,3 +450,43 @@ def test_time_budget_shortens_the_schedule_so_it_still_decays(tmp_path: Path) ->
     lrs = [v for _, v in logger.series("lr")]
     # Without fitting, 500 planned epochs would leave the LR at ~0.1 when time runs out.
     assert lrs[-1] < 0.05 and max(lrs) == pytest.approx(0.1)
+
+
+def test_deferred_loss_checks_give_same_run_and_still_catch_nan(tmp_path: Path) -> None:
+    # The accelerator path (losses summed on the device, read on logging steps) run on CPU.
+    ds = make_data(80)
+    init = make_mlp(seed=4).state_dict()
+    results = {}
+    for every_step in (True, False):
+        model = make_mlp()
+        model.load_state_dict(init)
+        logger = MemoryLogger()
+        results[every_step] = (
+            Trainer(
+                cfg(epochs=2, log_every=2, nan_check_every_step=every_step),
+                tmp_path / str(every_step),
+                logger=logger,
+                tensorboard=False,
+            ).fit(model, make_loader(ds, 16, True), None, step_fn),
+            logger,
+            model,
+        )
+    (a, log_a, model_a), (b, log_b, model_b) = results[True], results[False]
+    assert [h["train/epoch_loss"] for h in a.history] == pytest.approx([h["train/epoch_loss"] for h in b.history])
+    assert [v for _, v in log_a.series("train/loss")] == pytest.approx([v for _, v in log_b.series("train/loss")])
+    for pa, pb in zip(model_a.parameters(), model_b.parameters()):
+        assert torch.equal(pa, pb)
+
+    state = {"n": 0}
+
+    def nan_in_epoch_2(model, batch, device):
+        state["n"] += 1
+        loss = step_fn(model, batch, device)
+        return loss * float("inf") if state["n"] == 5 + 2 else loss
+
+    result = Trainer(cfg(epochs=4, log_every=4, nan_check_every_step=False), tmp_path / "nan", tensorboard=False).fit(
+        make_mlp(), make_loader(ds, 16, True), None, nan_in_epoch_2
+    )
+    assert result.stop_reason == "nan" and result.epochs_completed == 1
+    last = load_checkpoint(result.last_checkpoint)
+    assert last["epoch"] == 1 and all(torch.isfinite(t).all() for t in last["model"].values())

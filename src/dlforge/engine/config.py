@@ -65,6 +65,10 @@ class TrainConfig(BaseModel):
         deterministic: Ask PyTorch for deterministic algorithms (warn-only).
         log_every: Optimizer steps between step-level metric records (also
             the cadence of gradient-norm diagnostics).
+        nan_check_every_step: Read the loss after every micro-batch so a NaN/Inf
+            stops the run before it reaches the weights. None (default): on CPU,
+            where it is free; on accelerators losses are checked on logging steps
+            only, avoiding a device sync per step.
         explode_threshold: Global gradient norm above which an
             ``exploding_gradients`` event is recorded.
         vanish_threshold: Gradient norm (global or per layer group) below
@@ -104,6 +108,7 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0)
     deterministic: bool = False
     log_every: int = Field(50, ge=1)
+    nan_check_every_step: bool | None = None
     explode_threshold: float = Field(1e3, gt=0)
     vanish_threshold: float = Field(1e-7, ge=0)
     spike_factor: float = Field(10.0, gt=1)

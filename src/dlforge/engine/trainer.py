@@ -494,12 +494,13 @@ class Trainer:
         # On CPU reading the loss costs nothing, so every micro-batch is checked and a NaN
         # never reaches the weights. On accelerators a per-step .item() would stall the
         # pipeline; losses accumulate on the device and are checked at logging steps.
-        sync_each_step = device.type == "cpu"
+        sync_each_step = cfg.nan_check_every_step
+        if sync_each_step is None:
+            sync_each_step = device.type == "cpu"
         params = [p for g in optimizer.param_groups for p in g["params"]]
         res = _EpochResult(global_step=global_step)
 
         epoch_loss_f = 0.0
-        epoch_loss_t: torch.Tensor | None = None
         win_loss_f = 0.0
         win_loss_t: torch.Tensor | None = None
         win_samples = 0
@@ -550,7 +551,6 @@ class Trainer:
             if is_log:
                 if win_loss_t is not None:
                     win_loss_f += float(win_loss_t)  # the one sync per logging window
-                    epoch_loss_t = win_loss_t if epoch_loss_t is None else epoch_loss_t + win_loss_t
                     win_loss_t = None
                 mean_loss = win_loss_f / max(1, win_samples)
                 if not math.isfinite(mean_loss):
@@ -573,10 +573,8 @@ class Trainer:
 
         # Fold the unlogged tail of the epoch into the epoch loss (one sync per epoch).
         if win_loss_t is not None:
-            epoch_loss_t = win_loss_t if epoch_loss_t is None else epoch_loss_t + win_loss_t
+            win_loss_f += float(win_loss_t)
         epoch_loss_f += win_loss_f
-        if epoch_loss_t is not None:
-            epoch_loss_f += float(epoch_loss_t)
         if not math.isfinite(epoch_loss_f):
             res.nan_step = res.global_step
             return res
