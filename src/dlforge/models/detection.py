@@ -119,9 +119,7 @@ class DetectionExport(nn.Module):
 
 class ConvBNAct(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, k: int = 3, s: int = 1) -> None:
-        super().__init__(
-            nn.Conv2d(c_in, c_out, k, s, k // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
-        )
+        super().__init__(nn.Conv2d(c_in, c_out, k, s, k // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
 class ResBlock(nn.Module):
@@ -378,9 +376,7 @@ class FasterRCNNDetector(nn.Module):
 
     @staticmethod
     def _tv_targets(targets: Targets) -> list[dict[str, torch.Tensor]]:
-        return [
-            {"boxes": t["boxes"].float().reshape(-1, 4), "labels": t["labels"].long() + 1} for t in targets
-        ]
+        return [{"boxes": t["boxes"].float().reshape(-1, 4), "labels": t["labels"].long() + 1} for t in targets]
 
     def compute_loss(self, images: torch.Tensor, targets: Targets) -> dict[str, torch.Tensor]:
         was = self.net.training
