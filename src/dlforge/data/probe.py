@@ -86,13 +86,34 @@ def image_hashes(gray: Image.Image) -> tuple[str, str]:
     products instead of two FFT passes and a string round trip, which makes them about
     3x cheaper; ``tests/data/test_probe.py`` checks the equality.
     """
+    phash, dhash, _ = _hashes_and_brightness(gray)
+    return phash, dhash
+
+
+def _hashes_and_brightness(gray: Image.Image) -> tuple[str, str, float]:
     small = np.asarray(gray.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)  # (32, 32)
     low = _DCT8 @ small @ _DCT8.T  # (8, 8) lowest frequencies
     mid = np.sort(low, axis=None)[31:33]  # np.median of 64 values, without its ~40 us of overhead
     phash = _bits_hex(low > (mid[0] + mid[1]) / 2)
     tiny = np.asarray(gray.resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)  # (8, 9)
     dhash = _bits_hex(tiny[:, 1:] > tiny[:, :-1])
-    return phash, dhash
+    # Mean gray level of the 32x32 reduction: the filter keeps the image's mean (its DC gain is
+    # 1) to within a level or two, and it saves another pass over the full image.
+    brightness = round(float(small.mean()), 2)
+    return phash, dhash, brightness
+
+
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation (1-8), 1 when absent or unreadable."""
+    # Parsing EXIF costs more than decoding a small JPEG; formats that keep EXIF as a raw
+    # block in `info` (JPEG, PNG, WebP; filled during load) have none when it is absent.
+    if im.format in ("JPEG", "MPO", "PNG", "WEBP") and "exif" not in im.info:
+        return 1
+    try:
+        value = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # a broken EXIF block does not make the pixels unreadable
+        return 1
+    return value if value in _TRANSPOSE else 1
 
 
 def normalize_text(text: str) -> str:
@@ -126,17 +147,12 @@ def _probe_image(source: Path | str | bytes) -> dict[str, Any]:
             fmt = im.format
             mode = im.mode
             width, height = im.size
-            try:
-                orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
-            except Exception:  # a broken EXIF block does not make the pixels unreadable
-                orientation = 1
-            if orientation not in _TRANSPOSE:
-                orientation = 1
             if fmt == "JPEG":
                 # Decode luminance only, at the smallest DCT scale that keeps >= _DRAFT_MIN_SIDE.
                 # libjpeg still reads every entropy-coded byte, so truncation is still detected.
                 im.draft("L", (_DRAFT_MIN_SIDE, _DRAFT_MIN_SIDE))
             im.load()  # full decode: raises on truncated or corrupt data
+            orientation = _orientation(im)
             gray = im if im.mode == "L" else im.convert("L")
     if min(gray.size) >= 2 * _DRAFT_MIN_SIDE:
         # Same idea as the JPEG draft for other formats: a box reduction to >= 128 px keeps
@@ -146,7 +162,7 @@ def _probe_image(source: Path | str | bytes) -> dict[str, Any]:
         gray = gray.transpose(_TRANSPOSE[orientation])
         if orientation in (5, 6, 7, 8):
             width, height = height, width
-    phash, dhash = image_hashes(gray)
+    phash, dhash, brightness = _hashes_and_brightness(gray)
     return {
         "width": width,
         "height": height,
@@ -155,7 +171,7 @@ def _probe_image(source: Path | str | bytes) -> dict[str, Any]:
         "exif_orientation": orientation,
         "phash": phash,
         "dhash": dhash,
-        "brightness": round(float(np.asarray(gray, dtype=np.float32).mean()), 3),
+        "brightness": brightness,
     }
 
 
