@@ -77,6 +77,11 @@ def test_exif_orientation_swaps_dimensions_and_hashes_the_upright_image(tmp_path
     assert (m["width"], m["height"], m["exif_orientation"]) == (60, 120, 6)
     upright = stored.transpose(Image.Transpose.ROTATE_270).convert("L")
     assert imagehash.hex_to_hash(m["phash"]) - imagehash.phash(upright) <= 4
+    exif[0x0112] = 8
+    p.write_bytes(_encode(stored, "PNG", exif=exif.tobytes()))
+    m = probe_bytes_or_path(p, "image")
+    assert (m["width"], m["height"], m["exif_orientation"], m["format"]) == (60, 120, 8, "PNG")
+    assert m["phash"] == str(imagehash.phash(stored.transpose(Image.Transpose.ROTATE_90).convert("L")))
 
 
 def test_hashes_equal_imagehash_bit_for_bit() -> None:
