@@ -153,16 +153,18 @@ def _probe_image(source: Path | str | bytes) -> dict[str, Any]:
                 im.draft("L", (_DRAFT_MIN_SIDE, _DRAFT_MIN_SIDE))
             im.load()  # full decode: raises on truncated or corrupt data
             orientation = _orientation(im)
+            # Everything that reads pixels stays inside `with`: a drafted JPEG is already
+            # mode L, so `gray` may be `im` itself.
             gray = im if im.mode == "L" else im.convert("L")
-    if min(gray.size) >= 2 * _DRAFT_MIN_SIDE:
-        # Same idea as the JPEG draft for other formats: a box reduction to >= 128 px keeps
-        # every hash bit that matters and makes the Lanczos passes cheap.
-        gray = gray.reduce(min(gray.size) // _DRAFT_MIN_SIDE)
-    if orientation in _TRANSPOSE:
-        gray = gray.transpose(_TRANSPOSE[orientation])
-        if orientation in (5, 6, 7, 8):
-            width, height = height, width
-    phash, dhash, brightness = _hashes_and_brightness(gray)
+            if min(gray.size) >= 2 * _DRAFT_MIN_SIDE:
+                # Same idea as the JPEG draft for other formats: a box reduction to >= 128 px
+                # keeps every hash bit that matters and makes the Lanczos passes cheap.
+                gray = gray.reduce(min(gray.size) // _DRAFT_MIN_SIDE)
+            if orientation in _TRANSPOSE:
+                gray = gray.transpose(_TRANSPOSE[orientation])
+            phash, dhash, brightness = _hashes_and_brightness(gray)
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
     return {
         "width": width,
         "height": height,
