@@ -107,6 +107,8 @@ def test_missing_meta_is_probed_again(tmp_path: Path) -> None:
     assert report.excluded == {b: f"near duplicate of sample {a}", t: report.excluded[t]}
     assert report.excluded[t].startswith("unreadable")
     assert ds.records[0].meta == {}  # records are not modified
+    audio = ds.add(b"RIFF....WAVE", "audio", probe=False)  # a media type the probe does not know
+    assert audio not in find_issues(ds.records, []).excluded
 
 
 def test_text_checks(tmp_path: Path) -> None:

@@ -103,7 +103,8 @@ def _metadata(records: list[SampleRecord]) -> dict[int, dict[str, Any]]:
     meta: dict[int, dict[str, Any]] = {}
     missing: list[SampleRecord] = []
     for r in records:
-        needed = IMAGE_FIELDS if r.media_type == "image" else TEXT_FIELDS
+        needed = {"image": IMAGE_FIELDS, "text": TEXT_FIELDS, "row": TEXT_FIELDS}.get(r.media_type, ())
+        # Media the probe does not know (yet) keep their meta: only the sha256 check applies.
         if "error" in r.meta or all(k in r.meta for k in needed):
             meta[r.sample_id] = r.meta
         else:
