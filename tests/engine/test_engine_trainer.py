@@ -490,3 +490,19 @@ def test_deferred_loss_checks_give_same_run_and_still_catch_nan(tmp_path: Path) 
     assert result.stop_reason == "nan" and result.epochs_completed == 1
     last = load_checkpoint(result.last_checkpoint)
     assert last["epoch"] == 1 and all(torch.isfinite(t).all() for t in last["model"].values())
+
+
+def test_deterministic_mode_reproduces_a_run(tmp_path: Path) -> None:
+    ds = make_data(48)
+    try:
+        finals = []
+        for name in ("a", "b"):
+            model = make_mlp(seed=2, dropout=0.2)
+            Trainer(cfg(epochs=2, deterministic=True, seed=11), tmp_path / name, tensorboard=False).fit(
+                model, make_loader(ds, 16, True, seed=11), None, step_fn
+            )
+            finals.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.equal(finals[0], finals[1])
+    finally:
+        torch.use_deterministic_algorithms(False)  # global switch: leave other tests unaffected
