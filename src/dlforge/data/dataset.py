@@ -378,6 +378,14 @@ class DatasetVersion:
         msg = message or f"split train/val/test {dict(counts)} seed={seed}"
         return self.derive("split", msg, changes, details=details)
 
+    def assign_splits(self, splits: dict[int, str | None], *, message: str = "") -> DatasetVersion:
+        """Set splits explicitly (uid -> train/val/test/None), e.g. to reproduce an external split."""
+        bad = {sp for sp in splits.values() if sp is not None and sp not in SPLITS}
+        if bad:
+            raise InputError(f"{self.ref}: unknown split(s) {sorted(bad)}; expected {', '.join(SPLITS)}")
+        changes = {uid: ItemChange(split=sp, fields={"split"}) for uid, sp in splits.items()}
+        return self.derive("split", message or f"assign splits to {len(changes)} samples", changes)
+
     def relabel(
         self, labels: dict[int, list[str] | str], *, author: str | None = None, message: str = ""
     ) -> DatasetVersion:
