@@ -88,6 +88,7 @@ class Diagnostics:
         spike_window: Number of logged losses in the running median.
         min_gap: Minimum steps between two events of one kind.
         max_events: Events of one kind per run before suppression.
+        clip_grad_norm: The run's clipping threshold, named in the advice of exploding events.
     """
 
     def __init__(
@@ -99,8 +100,10 @@ class Diagnostics:
         spike_window: int = 50,
         min_gap: int = 50,
         max_events: int = 20,
+        clip_grad_norm: float | None = None,
     ) -> None:
         self.emit = emit
+        self.clip_grad_norm = clip_grad_norm
         self.explode_threshold = explode_threshold
         self.vanish_threshold = vanish_threshold
         self.spike_factor = spike_factor
@@ -117,10 +120,15 @@ class Diagnostics:
     def check_grads(self, step: int, total: float, per_group: dict[str, float]) -> None:
         """Report exploding or vanishing gradients at optimizer step ``step``."""
         if total > self.explode_threshold:
+            advice = (
+                f"updates are clipped to norm {self.clip_grad_norm:g}; lower the learning rate if the loss diverges"
+                if self.clip_grad_norm is not None
+                else "lower the learning rate or set clip_grad_norm"
+            )
             self._report(
                 "exploding_gradients",
-                f"global gradient norm {total:.3g} exceeds {self.explode_threshold:.3g} at step {step}; "
-                "lower the learning rate or set clip_grad_norm",
+                f"global gradient norm {total:.3g} exceeds {self.explode_threshold:.3g} at step {step} "
+                f"(before clipping); {advice}",
                 step,
             )
         elif total < self.vanish_threshold:

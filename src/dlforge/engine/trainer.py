@@ -276,6 +276,7 @@ class Trainer:
             vanish_threshold=cfg.vanish_threshold,
             spike_factor=cfg.spike_factor,
             spike_window=cfg.spike_window,
+            clip_grad_norm=cfg.clip_grad_norm,
         )
 
         stop_reason, message = "completed", ""
