@@ -589,11 +589,10 @@ def train(
     records = v.records()
     if not records:
         raise InputError(f"{v.ref}: no samples")
-    label_target = records[0].meta.get("target")
-    column = target or label_target
-    if column is None:
-        raise InputError(f"{v.ref}: no target; pass --target COLUMN")
-    use_labels = column == label_target or not any(column in json.loads(r.path.read_bytes()) for r in records[:1])
+    # Keep a test split out of training and cross-validation, so evaluate_run(split="test") is honest.
+    if any(r.split == "test" for r in records):
+        records = [r for r in records if r.split != "test"]
+    column, use_labels = _target_column(records, target, v.ref)
     df = records_frame(records, column if use_labels else None)
     for engine_key in (
         "epochs",
@@ -686,6 +685,21 @@ def train(
     return run
 
 
+def _target_column(records: Sequence[SampleRecord], target: str | None, ref: str) -> tuple[str, bool]:
+    """Which column to predict and whether it comes from the class annotations.
+
+    A ``target`` that is a column of the rows is used as is. Otherwise the samples'
+    class annotations (the column chosen at import with ``--option target=COL``) are the
+    target, named ``target`` (or the name given).
+    """
+    first = json.loads(records[0].path.read_bytes())
+    if target is not None and target in first:
+        return target, False
+    if any(r.labels() for r in records[:100]):
+        return target or records[0].meta.get("target") or "target", True
+    raise InputError(f"{ref}: rows carry no target annotation; pass --target COLUMN (columns: {', '.join(first)})")
+
+
 def load_result(run: Any) -> TabularResult:
     import joblib
 
@@ -704,8 +718,8 @@ def evaluate_run(run: Any, split: str = "test", report_path: Path | None = None)
     records = v.records(split=split)
     if not records:
         raise InputError(f"{v.ref} has no {split} split to evaluate on")
-    use_labels = m["target"] not in json.loads(records[0].path.read_bytes())
-    df = records_frame(records, m["target"] if use_labels else None)
+    column, use_labels = _target_column(records, m["target"], v.ref)
+    df = records_frame(records, column if use_labels else None)
     y = df[m["target"]]
     y = y.astype(str).to_numpy() if res.task == "classification" else y.to_numpy(dtype=float)
     metrics = {"run": run.id, "split": split, "data": v.ref, "n": len(df), **_metrics(res.task, y, res.predict(df))}
