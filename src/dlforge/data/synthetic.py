@@ -11,7 +11,7 @@ Two entry points:
 
 - :func:`generate_shapes` builds samples in memory (numpy arrays), for tests.
 - :func:`make_shapes` writes a COCO folder (``images/*.png`` + ``annotations.json``
-  with boxes, polygons and RLE masks) and, by default, VOC-style
+  with boxes and RLE or polygon masks) and, by default, VOC-style
   ``SegmentationClass/*.png`` label maps; :func:`shapes_to_records` turns in-memory
   samples into :class:`~dlforge.data.records.SampleRecord` objects.
 """
@@ -294,6 +294,7 @@ def make_shapes(
     object_size: tuple[float, float] = (0.1, 0.35),
     seed: int = 0,
     semantic_masks: bool = True,
+    mask_format: str = "rle",
 ) -> dict[str, Any]:
     """Write a synthetic shapes dataset as a COCO folder.
 
@@ -309,10 +310,14 @@ def make_shapes(
         size, classes, min_objects, max_objects, empty_fraction, object_size, seed:
             as in :func:`generate_shapes`.
         semantic_masks: also write VOC-style class maps.
+        mask_format: ``"rle"`` (exact pixels, the default) or ``"polygon"`` (the drawn outlines of
+            polygon shapes; COCO tools rasterise them within ~2 px of the pixels; round shapes stay RLE).
 
     Returns:
         ``{"root", "annotations", "images", "objects", "classes"}``.
     """
+    if mask_format not in ("rle", "polygon"):
+        raise InputError(f"mask_format {mask_format!r}: expected rle or polygon")
     out = Path(out_dir)
     samples = generate_shapes(
         n_images,
@@ -342,7 +347,10 @@ def make_shapes(
         coco["images"].append({"id": img_id, "file_name": s.name, "width": w, "height": h})
         for box, lab, mask, poly in zip(s.boxes, s.labels, s.masks, s.polygons):
             x1, y1, x2, y2 = (float(v) for v in box)
-            segm: Any = [[round(v, 2) for v in poly]] if poly is not None else mask_to_rle(mask)
+            if mask_format == "polygon" and poly is not None:
+                segm: Any = [[round(v, 2) for v in poly]]
+            else:
+                segm = mask_to_rle(mask)
             coco["annotations"].append(
                 {
                     "id": ann_id,

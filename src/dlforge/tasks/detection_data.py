@@ -404,7 +404,9 @@ class AugmentConfig:
         return cls(hflip=0.0, scale_range=(1.0, 1.0), photometric=0.0, mosaic=0.0)
 
 
-def build_train_transform(image_size: int, aug: AugmentConfig, *, fill_mask: int = 0) -> v2.Compose:
+def build_train_transform(
+    image_size: int, aug: AugmentConfig, *, fill_mask: int = 0, with_boxes: bool = True
+) -> v2.Compose:
     """Box- and mask-aware training transforms on tv_tensors (uint8 image in, uint8 image out)."""
     s = image_size
     ops: list[Any] = []
@@ -420,9 +422,10 @@ def build_train_transform(image_size: int, aug: AugmentConfig, *, fill_mask: int
         )
     if aug.hflip > 0:
         ops.append(v2.RandomHorizontalFlip(p=aug.hflip))
-    ops.append(v2.ClampBoundingBoxes())
-    ops.append(v2.SanitizeBoundingBoxes(min_size=2.0))
-    return v2.Compose(ops)
+    if with_boxes:
+        ops.append(v2.ClampBoundingBoxes())
+        ops.append(v2.SanitizeBoundingBoxes(min_size=2.0))
+    return v2.Compose(ops or [v2.Identity()])
 
 
 def photometric(img: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
@@ -578,7 +581,11 @@ class SegmentationDataset(Dataset):
         self.items, self.stats = prepare_records(
             records, classes, image_size, need_semantic=True, blob_resolver=blob_resolver
         )
-        self.transform = build_train_transform(self.image_size, self.augment, fill_mask=IGNORE_INDEX) if train else None
+        self.transform = (
+            build_train_transform(self.image_size, self.augment, fill_mask=IGNORE_INDEX, with_boxes=False)
+            if train
+            else None
+        )
 
     def __len__(self) -> int:
         return len(self.items)

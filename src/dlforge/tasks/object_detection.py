@@ -465,7 +465,7 @@ def write_detection_report(
             if k in metrics
         }
     )
-    rep.add_table("Per class", metrics.get("per_class", []))
+    rep.add_table(metrics.get("per_class", []), "Per class")
     # worst images first: lowest per-image AP50
     scored = []
     for i, (item, p) in enumerate(zip(ds.items, preds)):
@@ -486,7 +486,7 @@ def write_detection_report(
             gt_labels=item.labels.numpy(),
             min_score=min_score,
         )
-        rep.add_image(f"{item.name} (AP50 {ap50:.2f})", img)
+        rep.add_image(img, f"{item.name} (AP50 {ap50:.2f})")
     path.parent.mkdir(parents=True, exist_ok=True)
     rep.save(path)
     return path
