@@ -58,7 +58,8 @@ def quickstart(ws: Workspace, *, epochs: int = 12, train: bool = True, export: b
         log(f"reusing trained run {run.id}")
     else:
         log("training cnn-small on the digits (CPU, about a minute)...")
-        run = image_classification.train(ws, version.ref, model="cnn-small", epochs=epochs, image_size=32,
+        # 16 px keeps every pixel of the 8x8 digits at a quarter of the compute of 32 px.
+        run = image_classification.train(ws, version.ref, model="cnn-small", epochs=epochs, image_size=16,
                                          hflip=False, augment="light", batch_size=64, lr=3e-3, seed=0)
     metrics = image_classification.evaluate_run(run, "test", run.dir / "report.html")
     log(f"run {run.id}: test accuracy {metrics['accuracy']:.4f}; report {run.dir / 'report.html'}")
