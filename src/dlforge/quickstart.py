@@ -68,7 +68,7 @@ def quickstart(ws: Workspace, *, epochs: int = 12, train: bool = True, export: b
         from dlforge.deploy.export import export_run
 
         bundle = ws.home / "bundles" / DATASET
-        export_run(ws, run.id, "bundle", bundle)
+        export_run(ws, run.id, "bundle", bundle, overwrite=True)
         result["bundle"] = str(bundle)
         log(f"bundle: {bundle}")
         log(f"serve it:  dlforge serve {bundle} --port 8000")

@@ -83,3 +83,20 @@ def test_text_classifier_learns_chinese_sentiment(ws: Workspace, tmp_path) -> No
     assert metrics["accuracy"] >= 0.9, metrics["accuracy"]
     base = tc.train(ws, v.ref, model="tfidf-linear")
     assert tc.evaluate_run(base, "test")["accuracy"] >= 0.9
+
+
+def test_text_run_exports_a_bundle_the_sdk_agrees_with(ws: Workspace, tmp_path) -> None:
+    from dlforge.deploy import Predictor
+    from dlforge.deploy.export import export_run
+    from dlforge.tasks import text_classification as tc
+
+    rows = ["label,review"] + [f"{i % 2},{'好吃推荐' if i % 2 else '难吃差评'}第{i}次" for i in range(120)]
+    (tmp_path / "r.csv").write_text("\n".join(rows), encoding="utf-8")
+    v = ws.import_data(tmp_path / "r.csv", "r").version.split(val=0.2, test=0.2, seed=0)
+    run = tc.train(ws, v.ref, model="bilstm", epochs=2, seed=0, max_len=16)
+    info = export_run(ws, run.id, "bundle", tmp_path / "bundle")
+    assert info["parity"]["max_abs_diff"] < 1e-3
+    texts = [r.read_text() for r in v.records(split="test")]
+    torch_labels = [run.manifest()["classes"][i] for i in tc.run_probs(run, texts).argmax(1)]
+    sdk_labels = [p.label for p in Predictor(tmp_path / "bundle").predict(texts)]
+    assert sdk_labels == torch_labels
