@@ -31,17 +31,21 @@ class StoredItem:
     meta: dict[str, Any]
 
 
-def _probe(path: Path, media_type: str) -> dict[str, Any]:
+def _probe(path: Path | bytes, media_type: str) -> dict[str, Any]:
     from dlforge.data.probe import probe_bytes_or_path
 
     return probe_bytes_or_path(path, media_type)
 
 
+_STORES: dict[str, BlobStore] = {}
+
+
 def _ingest_file(blob_root: str, path: str, media_type: str) -> tuple[str, int, bool, dict[str, Any]]:
-    store = BlobStore(Path(blob_root))
-    sha, created = store.put_file(Path(path))
-    stored = store.path(sha)
-    return sha, stored.stat().st_size, created, _probe(stored, media_type)
+    store = _STORES.get(blob_root) or _STORES.setdefault(blob_root, BlobStore(Path(blob_root)))
+    # Read once: the same bytes are hashed, stored and probed.
+    data = Path(path).read_bytes()
+    sha, created = store.put_bytes(data)
+    return sha, len(data), created, _probe(data, media_type)
 
 
 def _ingest_chunk(blob_root: str, jobs: list[tuple[str, str]]) -> list[tuple[str, int, bool, dict[str, Any]]]:
