@@ -39,7 +39,9 @@ def load_source(src: str) -> tuple[Any, dict[str, Any]]:
     from dlforge.tasks.tabular import records_frame
 
     v = workspace().version(src)
-    df = records_frame(v.records(), target=None)
+    records = v.records()
+    # The class annotation (the column chosen as target at import) is analysed as column "label".
+    df = records_frame(records, target="label" if any(r.labels() for r in records[:100]) else None)
     return df, {"dataset": v.ref, "rows": len(df)}
 
 

@@ -746,3 +746,36 @@ def export_bundle(run: Any, out: str | os.PathLike[str], overwrite: bool = False
     shutil.copytree(src, tmp)
     os.replace(tmp, out)
     return out
+
+
+def export_package(run: Any, format: str, out: str | os.PathLike[str], *, overwrite: bool = False) -> dict[str, Any]:
+    """Export a tabular run as ``bundle`` (directory) or ``onnx`` (the model file alone).
+
+    Tabular models are scikit-learn pipelines converted by skl2onnx, not torch modules,
+    so they bypass :class:`~dlforge.deploy.spec.ExportSpec`; ``dlforge.deploy.export``
+    calls this when a recipe provides it.
+    """
+    out = Path(out)
+    if format == "bundle":
+        path = export_bundle(run, out, overwrite=overwrite)
+    elif format == "onnx":
+        if out.exists() and not overwrite:
+            from dlforge.errors import ConflictError
+
+            raise ConflictError(f"{out}: already exists")
+        path = load_result(run).export_onnx(out)
+    else:
+        raise InputError(f"tabular runs export as bundle or onnx, not {format!r} (no edge/web package yet)")
+    manifest_path = path / "manifest.json" if path.is_dir() else None
+    parity = json.loads(manifest_path.read_text())["parity"] if manifest_path and manifest_path.exists() else None
+    files = sorted(p.name for p in path.iterdir()) if path.is_dir() else [path.name]
+    size = sum(p.stat().st_size for p in path.iterdir()) if path.is_dir() else path.stat().st_size
+    return {"path": str(path), "parity": parity, "files": files, "size_bytes": size}
+
+
+def export_spec(run: Any) -> Any:
+    """Tabular runs have no torch ExportSpec; see :func:`export_package`."""
+    raise InputError(
+        f"run {run.id}: tabular models export through skl2onnx; the bundle is in {run.dir / 'bundle'} "
+        "(dlforge.tasks.tabular.export_package writes it elsewhere)"
+    )
