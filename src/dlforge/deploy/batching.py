@@ -3,9 +3,9 @@
 One :class:`MicroBatcher` per served model owns an asyncio queue and one worker
 task. Requests are preprocessed in worker threads and queued as
 :class:`~dlforge.deploy.handlers.Prepared` chunks; the worker takes what is
-queued, waits up to ``max_wait_ms`` for requests that are still being
-preprocessed (never when nobody else is coming, so a lone request pays no
-wait), concatenates up to ``max_batch`` items, runs ONNX Runtime once in a
+queued, waits up to ``max_wait_ms`` for requests that have arrived but are
+still being read or decoded (never when nobody else is coming, so a lone
+request pays no wait), concatenates up to ``max_batch`` items, runs ONNX Runtime once in a
 dedicated thread and hands each request its rows of the outputs.
 """
 
@@ -35,6 +35,30 @@ class _Job:
 _STOP = object()
 
 
+class Ticket:
+    """Marks a request that will reach the queue soon (it is still reading or decoding its body).
+
+    The worker waits for ticket holders (up to ``max_wait_ms``) before running a
+    batch; :meth:`release` is idempotent and happens when the request is queued or fails.
+    """
+
+    def __init__(self, batcher: MicroBatcher) -> None:
+        self._batcher = batcher
+        self._held = True
+        batcher._incoming += 1
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._batcher._incoming -= 1
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class MicroBatcher:
     """Queues prepared requests for one model and runs them in shared batches.
 
@@ -60,7 +84,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue[Any] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlforge-ort")
-        self._incoming = 0  # requests being preprocessed, about to be queued
+        self._incoming = 0  # requests announced (tickets) but not queued yet
         self._carry: _Job | None = None
 
     @property
@@ -81,21 +105,28 @@ class MicroBatcher:
             await self._worker  # type: ignore[misc]
         self._executor.shutdown(wait=True)
 
-    async def infer(self, prepare: Callable[[], Prepared]) -> tuple[Prepared, dict[str, np.ndarray]]:
+    def announce(self) -> Ticket:
+        """Tell the worker a request is on its way (call when the request arrives)."""
+        return Ticket(self)
+
+    async def infer(
+        self, prepare: Callable[[], Prepared], ticket: Ticket | None = None
+    ) -> tuple[Prepared, dict[str, np.ndarray]]:
         """Preprocess in a thread (``prepare``), queue, and await this request's outputs.
+
+        Args:
+            prepare: Builds the request's feeds (runs in a worker thread).
+            ticket: The request's :meth:`announce` ticket, released once it is queued.
 
         Returns:
             The prepared request (its ``meta`` is needed for postprocessing) and its outputs.
         """
         if self._queue is None:
             raise RuntimeError("MicroBatcher.start() was not called")
-        self._incoming += 1
-        try:
+        with ticket or self.announce():
             prepared = await asyncio.to_thread(prepare)
-        finally:
-            self._incoming -= 1
-        future: asyncio.Future[dict[str, np.ndarray]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(prepared, future))
+            future: asyncio.Future[dict[str, np.ndarray]] = asyncio.get_running_loop().create_future()
+            await self._queue.put(_Job(prepared, future))
         return prepared, await future
 
     async def _next(self, timeout: float | None) -> Any:

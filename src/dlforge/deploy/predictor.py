@@ -38,6 +38,8 @@ class Predictor:
         providers: ONNX Runtime execution providers (default CPU).
         int8: Load ``model.int8.onnx`` instead of the fp32 model (edge bundles).
         max_batch: Largest batch accepted in one call (default: the manifest's).
+        spinning: Let ONNX Runtime's threads busy-wait between calls (its default; fastest
+            for back-to-back calls, but it burns CPU a server needs for decoding requests).
 
     Raises:
         BundleError: for a missing, corrupt or foreign bundle, or an unknown format version.
@@ -51,6 +53,7 @@ class Predictor:
         providers: Sequence[str] | None = None,
         int8: bool = False,
         max_batch: int | None = None,
+        spinning: bool = True,
     ) -> None:
         import onnxruntime as ort
 
@@ -64,6 +67,8 @@ class Predictor:
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
+        if not spinning:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 str(self.bundle_dir / model_name),

@@ -260,7 +260,7 @@ def create_app(
     keys = KeyChecker(api_keys)
     models: dict[str, ServedModel] = {}
     for b in bundles:
-        predictor = b if isinstance(b, Predictor) else Predictor(b, threads=cfg.threads)
+        predictor = b if isinstance(b, Predictor) else Predictor(b, threads=cfg.threads, spinning=False)
         name = _unique_name(predictor, set(models))
         batcher = MicroBatcher(
             predictor.run,
@@ -381,12 +381,13 @@ def create_app(
         async def work() -> dict[str, Any]:
             if not request.headers.get("content-type", "").startswith("application/json"):
                 raise HTTPError(415, "v2 infer takes application/json (binary tensor extension not supported)")
-            body = await _json_body(request)
-            return await _infer_v2(m, body)
+            with m.batcher.announce() as ticket:
+                body = await _json_body(request)
+                return await _infer_v2(m, body, ticket)
 
         return await tracked(name, "v2_infer", work)
 
-    async def _infer_v2(m: ServedModel, body: Any) -> dict[str, Any]:
+    async def _infer_v2(m: ServedModel, body: Any, ticket: Any) -> dict[str, Any]:
         inputs = body.get("inputs") if isinstance(body, dict) else None
         if not isinstance(inputs, list) or not inputs:
             raise InputError("body: 'inputs' must be a non-empty list of tensors")
@@ -402,7 +403,7 @@ def create_app(
             data = t["data"] if isinstance(t["data"], list) else [t["data"]]
             items = [_decode_bytes_element(v, man.input_kind) for v in _flatten(data)]
             check_items(m, len(items))
-            prepared, outputs = await m.batcher.infer(lambda: m.predictor.prepare(items))
+            prepared, outputs = await m.batcher.infer(lambda: m.predictor.prepare(items), ticket)
             results = m.predictor.finish(outputs, prepared.meta, top_k=int(_param(body, "top_k", 5)))
             outs = [{"name": "result", "datatype": "BYTES", "shape": [len(results)],
                      "data": [json.dumps(result_to_json(r)) for r in results]}]
@@ -422,7 +423,7 @@ def create_app(
         n = batch.pop()
         check_items(m, n)
         _check_shapes(man.inputs, feeds)
-        _, outputs = await m.batcher.infer(lambda: Prepared(feeds, [{} for _ in range(n)]))
+        _, outputs = await m.batcher.infer(lambda: Prepared(feeds, [{} for _ in range(n)]), ticket)
         wanted = [o.get("name") for o in body.get("outputs", []) if isinstance(o, dict)] or list(outputs)
         return {"model_name": m.name, "model_version": "1", **out_id,
                 "outputs": [_v2_tensor(k, outputs[k]) for k in wanted if k in outputs]}
@@ -432,10 +433,11 @@ def create_app(
         m = model_of(name)
 
         async def work() -> dict[str, Any]:
-            items = await _v1_items(m, request)
-            check_items(m, len(items))
-            prepared, outputs = await m.batcher.infer(lambda: m.predictor.prepare(items))
-            results = m.predictor.finish(outputs, prepared.meta, top_k=top_k)
+            with m.batcher.announce() as ticket:
+                items = await _v1_items(m, request)
+                check_items(m, len(items))
+                prepared, outputs = await m.batcher.infer(lambda: m.predictor.prepare(items), ticket)
+                results = m.predictor.finish(outputs, prepared.meta, top_k=top_k)
             return {"model": m.name, "task": m.predictor.task, "predictions": result_to_json(results)}
 
         return await tracked(name, "v1_predict", work)
