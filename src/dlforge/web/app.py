@@ -9,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 import dlforge
-from dlforge.errors import DlforgeError
+from dlforge.errors import DlforgeError, NotFoundError
+from dlforge.web.compare import compare_runs
+from dlforge.web.views import sample_page, version_overview
 from dlforge.workspace import Workspace
 
 STATIC = Path(__file__).parent / "static"
@@ -27,6 +29,7 @@ class SplitRequest(BaseModel):
 
 
 def create_app(ws: Workspace) -> FastAPI:
+    """The web platform over one workspace: ``uvicorn.run(create_app(Workspace.open()))``."""
     app = FastAPI(title="dlforge", version=dlforge.__version__)
 
     @app.exception_handler(DlforgeError)
@@ -57,18 +60,29 @@ def create_app(ws: Workspace) -> FastAPI:
     def dataset_log(name: str) -> dict[str, Any]:
         return {"dataset": name, "versions": ws.dataset(name).log()}
 
+    @app.get("/api/datasets/{name}/versions/{number}")
+    def version(name: str, number: int) -> dict[str, Any]:
+        return version_overview(ws.version(f"{name}@{number}"))
+
     @app.get("/api/datasets/{name}/versions/{number}/samples")
-    def samples(name: str, number: int, split: str | None = None, offset: int = 0, limit: int = 50) -> dict[str, Any]:
-        records = ws.version(f"{name}@{number}").records(split=split)
-        page = records[offset : offset + min(limit, 500)]
-        return {"total": len(records), "samples": [
-            {"uid": r.sample_id, "name": r.name, "split": r.split, "media_type": r.media_type, "sha256": r.sha256,
-             "meta": r.meta, "annotations": [a.to_dict() for a in r.annotations]} for r in page]}
+    def samples(
+        name: str,
+        number: int,
+        split: str | None = None,
+        label: str | None = None,
+        review: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> dict[str, Any]:
+        return sample_page(
+            ws.version(f"{name}@{number}"), split=split, label=label, review=review, offset=offset, limit=limit
+        )
 
     @app.post("/api/datasets/{name}/clean")
     def clean(name: str) -> dict[str, Any]:
         res = ws.version(name).clean()
-        return {"version": res.version.ref, "excluded": len(res.report.excluded)}
+        return {"version": res.version.ref, "excluded": len(res.report.excluded), "checked": res.report.checked,
+                "counts": res.report.counts}
 
     @app.post("/api/datasets/{name}/split")
     def split(name: str, body: SplitRequest) -> dict[str, Any]:
@@ -88,6 +102,19 @@ def create_app(ws: Workspace) -> FastAPI:
     @app.get("/api/runs/{run_id}")
     def run(run_id: str) -> dict[str, Any]:
         r = ws.run(run_id)
-        return {**r.info().to_dict(), "events": r.events(), "history": r.history()}
+        has_report = (r.dir / "report.html").is_file()
+        return {**r.info().to_dict(), "events": r.events(), "history": r.history(),
+                "report": f"/runs/{r.id}/report.html" if has_report else None}
+
+    @app.get("/runs/{run_id}/report.html", response_class=FileResponse, include_in_schema=False)
+    def run_report(run_id: str) -> FileResponse:
+        path = ws.run(run_id).dir / "report.html"
+        if not path.is_file():
+            raise NotFoundError(f"run {run_id!r} has no report.html (run: dlforge eval {run_id} --report ...)")
+        return FileResponse(path, media_type="text/html")
+
+    @app.get("/api/compare")
+    def compare(runs: list[str] = Query(..., description="Two or more run ids.")) -> dict[str, Any]:
+        return compare_runs([ws.run(r) for r in runs])
 
     return app
