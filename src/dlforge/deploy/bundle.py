@@ -13,7 +13,6 @@ import os
 import platform
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -81,41 +80,20 @@ def export_onnx_model(
 ) -> None:
     """Export ``model`` to ONNX with a dynamic batch axis on every input and output.
 
-    Uses :func:`dlforge.models.onnx_export.export_onnx` when the models package
-    provides it, so every registered model goes through one exporter.
+    Goes through :func:`dlforge.models.onnx_export.export_onnx` so that every
+    registered model is exported (and tested) by one exporter.
     """
-    try:
-        from dlforge.models.onnx_export import export_onnx  # type: ignore[import-not-found]
-    except ImportError:
-        export_onnx = None
-    if export_onnx is not None:
-        export_onnx(
-            model,
-            example_inputs,
-            path,
-            input_names=input_names,
-            output_names=output_names,
-            dynamic_batch=True,
-            opset=opset,
-        )
-        return
-    import torch
+    from dlforge.models.onnx_export import export_onnx
 
-    axes = {name: {0: "batch"} for name in [*input_names, *output_names]}
-    with warnings.catch_warnings(), torch.no_grad():
-        # The TorchScript exporter is deprecated upstream but exports these
-        # models in a fraction of a second and handles dynamic_axes directly.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            example_inputs,
-            str(path),
-            input_names=input_names,
-            output_names=output_names,
-            dynamic_axes=axes,
-            opset_version=opset,
-            dynamo=False,
-        )
+    export_onnx(
+        model,
+        example_inputs,
+        path,
+        input_names=input_names,
+        output_names=output_names,
+        dynamic_batch=True,
+        opset=opset,
+    )
 
 
 def _torch_outputs(model: Any, example_inputs: tuple[Any, ...], output_names: list[str]) -> list[np.ndarray]:
@@ -123,10 +101,12 @@ def _torch_outputs(model: Any, example_inputs: tuple[Any, ...], output_names: li
 
     with torch.no_grad():
         out = model(*example_inputs)
-    if isinstance(out, dict):
+    if isinstance(out, dict) and all(name in out for name in output_names):
         out = [out[name] for name in output_names]
-    elif not isinstance(out, (tuple, list)):
-        out = [out]
+    else:
+        from dlforge.models.onnx_export import flatten_outputs
+
+        out = flatten_outputs(out)
     return [o.detach().cpu().numpy() for o in out]
 
 
@@ -151,9 +131,10 @@ def label_agreement(task: str, ref: list[np.ndarray], got: list[np.ndarray], spe
             return 0.0
         return float(np.mean(ref[2][keep] == got[2][keep])) if keep.any() else 1.0
     if spec.multi_label:
-        thr = float(spec.postprocess.get("threshold", 0.5))
+        thr = spec.postprocess.get("thresholds") or spec.postprocess.get("threshold", 0.5)
+        thr_arr = np.asarray(thr, dtype=np.float64)  # scalar or (C,)
         sig = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
-        return float(np.mean((sig(ref[0]) >= thr) == (sig(got[0]) >= thr)))
+        return float(np.mean((sig(ref[0]) >= thr_arr) == (sig(got[0]) >= thr_arr)))
     return float(np.mean(ref[0].argmax(-1) == got[0].argmax(-1)))
 
 

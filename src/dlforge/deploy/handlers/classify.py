@@ -42,7 +42,8 @@ def classify(logits: np.ndarray, manifest: Manifest, top_k: int = 5) -> list[Any
     labels = manifest.labels
     results: list[Any] = []
     if manifest.multi_label:
-        thr = manifest.postprocess.get("threshold", 0.5)
+        # Per-class thresholds tuned on validation ("thresholds") or one shared "threshold".
+        thr = manifest.postprocess.get("thresholds") or manifest.postprocess.get("threshold", 0.5)
         thresholds = np.asarray(thr if isinstance(thr, list) else [thr] * probs.shape[1], dtype=np.float64)
         for row in probs:
             idx = [i for i in np.argsort(-row) if row[i] >= thresholds[i]]
