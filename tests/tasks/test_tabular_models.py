@@ -52,7 +52,7 @@ def _mixed_frame() -> pd.DataFrame:
     return df
 
 
-@pytest.mark.parametrize("model", ["hgb", "rf", "linear"])
+@pytest.mark.parametrize("model", ["hgb", "rf", "linear", "mlp"])
 def test_bundle_matches_sklearn_and_predictor(tmp_path: Path, model: str) -> None:
     from dlforge.deploy.predictor import Predictor
 

@@ -77,12 +77,93 @@ def _patch_skl2onnx_hgb() -> None:
     te.add_node = add_node
 
 
+def _mlp_shape(operator: Any) -> None:
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    if operator.raw_operator.task == "classification":
+        calculate_linear_classifier_output_shapes(operator)
+    else:
+        calculate_linear_regressor_output_shapes(operator)
+
+
+def _mlp_convert(scope: Any, operator: Any, container: Any) -> None:
+    """TorchMLP as ONNX ops: (MatMul + Add, Relu)* then Softmax/ArgMax or de-standardisation."""
+    from skl2onnx.algebra.onnx_ops import (
+        OnnxAdd,
+        OnnxArgMax,
+        OnnxGather,
+        OnnxIdentity,
+        OnnxMatMul,
+        OnnxMul,
+        OnnxRelu,
+        OnnxSoftmax,
+    )
+
+    est = operator.raw_operator
+    opv = container.target_opset
+    layers = est.weights()
+    h: Any = operator.inputs[0]
+    for i, (w, b) in enumerate(layers):
+        h = OnnxAdd(OnnxMatMul(h, w.T.copy(), op_version=opv), b, op_version=opv)  # (N, out)
+        if i < len(layers) - 1:
+            h = OnnxRelu(h, op_version=opv)
+    if est.task == "classification":
+        probs = OnnxSoftmax(h, axis=1, op_version=opv)
+        idx = OnnxArgMax(probs, axis=1, keepdims=0, op_version=opv)  # (N,)
+        classes = np.asarray(est.classes_)
+        table = classes.astype(np.int64) if classes.dtype.kind in "iu" else classes.astype(str)
+        label = OnnxGather(table, idx, axis=0, op_version=opv)
+        OnnxIdentity(label, op_version=opv, output_names=[operator.outputs[0]]).add_to(scope, container)
+        OnnxIdentity(probs, op_version=opv, output_names=[operator.outputs[1]]).add_to(scope, container)
+    else:
+        y = OnnxAdd(
+            OnnxMul(h, np.array([est.y_std_], np.float32), op_version=opv),
+            np.array([est.y_mean_], np.float32),
+            op_version=opv,
+        )
+        OnnxIdentity(y, op_version=opv, output_names=[operator.outputs[0]]).add_to(scope, container)
+
+
+def _mlp_parser(scope: Any, model: Any, inputs: list[Any], custom_parsers: Any = None) -> list[Any]:
+    """Declare the MLP's outputs: ``label`` + ``probabilities`` (classifier) or ``variable``."""
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
+
+    this = scope.declare_local_operator("DlforgeTorchMLP", model)
+    this.inputs = inputs
+    if model.task == "classification":
+        kind = np.asarray(model.classes_).dtype.kind
+        label_type = Int64TensorType() if kind in "iu" else StringTensorType()
+        this.outputs.append(scope.declare_local_variable("label", label_type))
+        this.outputs.append(scope.declare_local_variable("probabilities", FloatTensorType()))
+    else:
+        this.outputs.append(scope.declare_local_variable("variable", FloatTensorType()))
+    return list(this.outputs)
+
+
+def _register_mlp() -> None:
+    from skl2onnx import update_registered_converter
+
+    from dlforge.tasks.tabular import TorchMLP
+
+    update_registered_converter(
+        TorchMLP,
+        "DlforgeTorchMLP",
+        _mlp_shape,
+        _mlp_convert,
+        parser=_mlp_parser,
+        options={"zipmap": [False, True], "nocl": [False, True]},
+    )
+
+
 def to_onnx(res: Any, path: Path) -> Path:
     """Convert ``res.pipeline`` with skl2onnx and write it atomically to ``path``."""
     from skl2onnx import convert_sklearn
 
     if res.model == "mlp":
-        raise InputError("ONNX export of the torch MLP is not supported yet; use model hgb, rf or linear")
+        _register_mlp()
     _patch_skl2onnx_hgb()
     pipe = res.pipeline
     options = {id(pipe): {"zipmap": False}} if res.task == "classification" else None
