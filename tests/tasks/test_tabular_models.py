@@ -57,9 +57,8 @@ def test_bundle_matches_sklearn_and_predictor(tmp_path: Path, model: str) -> Non
     from dlforge.deploy.predictor import Predictor
 
     df = _mixed_frame()
-    res = fit_tabular(
-        df, "species", model=model, cv=3, importance_repeats=0, **({"n_estimators": 30} if model == "rf" else {})
-    )
+    hp = {"rf": {"n_estimators": 30}, "mlp": {"epochs": 40}}.get(model, {})
+    res = fit_tabular(df, "species", model=model, cv=3, importance_repeats=0, **hp)
     out = res.export_bundle(tmp_path / "bundle", name="iris")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["task"] == "tabular" and manifest["parity"]["passed"]
