@@ -1,9 +1,10 @@
 """Exact and near-duplicate detection over sample records (used by reports and label quality).
 
 Near-duplicates come from a perceptual hash stored in ``record.meta["phash"]``
-(imagehash's 64-bit pHash as 16 hex digits, as the store probes it). Hamming
-distances are computed in blocks with numpy's popcount, so 20,000 images take
-well under a second and never hold the full N x N matrix.
+(imagehash's 64-bit pHash as 16 hex digits, as the store probes it). Groups are
+found with :func:`dlforge.data.neardup.near_duplicate_groups` (multi-index
+hashing); :func:`near_duplicate_pairs` is a blocked brute-force pair search for
+small sets.
 """
 
 from __future__ import annotations
@@ -75,26 +76,13 @@ def duplicate_groups(records: Sequence[SampleRecord], max_distance: int = 4) -> 
     exact = [g for g in by_sha.values() if len(g) > 1]
     near: list[list[int]] = []
     if max_distance >= 0:
-        hashes, idx = phash_array(records)
-        parent: dict[int, int] = {}
+        from dlforge.data.neardup import near_duplicate_groups
 
-        def find(a: int) -> int:
-            parent.setdefault(a, a)
-            while parent[a] != a:
-                parent[a] = parent[parent[a]]
-                a = parent[a]
-            return a
-
-        for a, b in near_duplicate_pairs(hashes, max_distance):
-            ra, rb = find(idx[a]), find(idx[b])
-            if records[idx[a]].sha256 == records[idx[b]].sha256:
-                continue  # already an exact duplicate
-            if ra != rb:
-                parent[rb] = ra
-        groups: dict[int, list[int]] = defaultdict(list)
-        for node in list(parent):
-            groups[find(node)].append(node)
-        near = [sorted(g) for g in groups.values() if len(g) > 1]
+        hashes = {i: f"{h:016x}" for i, r in enumerate(records) if (h := _hash_int(r.meta.get("phash"))) is not None}
+        # Multi-index hashing (the same search cleaning uses): no N x N comparison.
+        for g in near_duplicate_groups(hashes, max_distance):
+            if len({records[i].sha256 for i in g}) > 1:  # all-equal content is an exact group
+                near.append(sorted(g))
     return {"exact": exact, "near": near}
 
 

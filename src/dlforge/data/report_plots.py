@@ -19,7 +19,10 @@ def _bars_from_hist(ax: Any, hist: dict[str, Any], color: str, log: bool = False
     e = np.asarray(edges)
     ax.bar(e[:-1], counts, width=np.diff(e), align="edge", color=color, edgecolor="white", linewidth=0.3)
     if log:
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short ranges
 
 
 def _classes(f: dict[str, Any]) -> bytes | None:
@@ -45,9 +48,18 @@ def _classes(f: dict[str, Any]) -> bytes | None:
     return fig_to_png(fig)
 
 
+def _grid_figure() -> Any:
+    # A fixed 2x3 grid: explicit spacing instead of constrained layout, which costs seconds here.
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 6))
+    fig.subplots_adjust(left=0.06, right=0.98, top=0.95, bottom=0.08, wspace=0.3, hspace=0.35)
+    return fig
+
+
 def _images(f: dict[str, Any], a: dict[str, np.ndarray]) -> bytes:
     im = f["images"]
-    fig = new_figure(11, 6)
+    fig = _grid_figure()
     ax = fig.add_subplot(2, 3, 1)
     w, h = a["width"], a["height"]
     ok = np.isfinite(w) & np.isfinite(h)
@@ -83,7 +95,7 @@ def _images(f: dict[str, Any], a: dict[str, np.ndarray]) -> bytes:
 
 def _boxes(f: dict[str, Any], a: dict[str, np.ndarray]) -> bytes:
     bx = f["boxes"]
-    fig = new_figure(11, 6)
+    fig = _grid_figure()
     ax = fig.add_subplot(2, 3, 1)
     counts = bx["per_image_hist"]["counts"]
     ax.bar(range(len(counts)), counts, color="#4c78a8")
