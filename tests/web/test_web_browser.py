@@ -130,7 +130,7 @@ def test_browser_dataset_split_and_run_curves(ws: Workspace, small_imagefolder: 
 
     # The run: charts with polylines, events, parameters, data link and report link.
     pg.click(f"#runs li[data-run='{run.id}'] .name")
-    pg.wait_for_selector("#charts svg polyline")
+    pg.wait_for_selector(f"h2[data-run='{run.id}']")
     titles = pg.eval_on_selector_all("#charts svg", "s => s.map(x => x.dataset.title)")
     assert titles[:3] == ["loss", "learning rate", "validation metrics"]
     points = pg.get_attribute("#charts svg[data-title='loss'] polyline", "points")
@@ -141,6 +141,24 @@ def test_browser_dataset_split_and_run_curves(ws: Workspace, small_imagefolder: 
     report = pg.get_attribute("#report-link", "href")
     assert pg.request.get(server + report).text().count("evaluation report") == 1
     snap(pg, "run")
+
+    # A run in progress: the page follows it as metrics arrive and notices when it ends.
+    live = ws.create_run("image_classification", {"lr": 0.05}, "animals@2")
+    live.set_status("running")
+    live.log_metrics(1, {"train/loss": 2.0})
+    live.log_metrics(2, {"train/loss": 1.8})
+    pg.wait_for_selector(f"#runs li[data-run='{live.id}']")
+    pg.click(f"#runs li[data-run='{live.id}'] .name")
+    pg.wait_for_selector(f"h2[data-run='{live.id}']")
+    assert pg.locator(".kv .badge").inner_text() == "running"
+    live.log_metrics(3, {"train/loss": 1.1})
+    live.log_event("nan_loss", "loss was NaN at step 3; skipped the batch", step=3)
+    pg.wait_for_function("() => document.querySelector(\"#charts svg[data-title='loss'] polyline\")"
+                         ".getAttribute('points').split(' ').length === 3")
+    assert "nan_loss" in pg.locator("#events").inner_text()
+    live.finish("completed", {"monitor": "train/loss", "best_metric": 1.1})
+    pg.wait_for_function("() => document.querySelector('.kv .badge').textContent === 'completed'")
+    assert "no evaluation report" in pg.locator("#view").inner_text()
 
     # Compare the two runs: lr differs, best metrics side by side.
     pg.check(f"#runs li[data-run='{run.id}'] input")

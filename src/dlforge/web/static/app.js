@@ -93,7 +93,9 @@ async function showDataset(name, number) {
       const res = await fn();
       const extra = what === "clean" ? `excluded ${res.excluded} of ${res.checked} samples`
         : `splits ${Object.entries(res.counts).map(([k, n]) => `${k} ${n}`).join(", ")}`;
-      await showDataset(name, Number(res.version.split("@").pop()));
+      const number = Number(res.version.split("@").pop());
+      history.replaceState(null, "", `#dataset/${q(name)}/${number}`);  // no hashchange: we render it here
+      await showDataset(name, number);
       document.getElementById("action-result").replaceChildren(
         el("div", { class: "result ok" }, `${what}: created ${res.version} — ${extra}`));
     } catch (e) {
@@ -300,7 +302,7 @@ async function showRun(id) {
   const events = r.events.map(e => el("li", { class: `level-${e.level}` },
     el("b", {}, e.kind), ` [${e.level}] step ${e.step ?? "-"} · ${when(e.time)}: `, e.message));
   setView(
-    el("h2", {}, `Run ${r.run}`),
+    el("h2", { "data-run": r.run }, `Run ${r.run}`),
     el("div", { class: "row", style: "margin-bottom:10px" },
       r.report ? el("a", { href: r.report, target: "_blank", id: "report-link" }, "Evaluation report ↗") : el("span", { class: "muted" }, "no evaluation report yet"),
       sm.message ? el("span", { class: "muted" }, sm.message) : null),
