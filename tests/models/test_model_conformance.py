@@ -93,13 +93,15 @@ def test_forward_output(info: ModelInfo) -> None:
 
 @pytest.mark.parametrize("info", MODELS, ids=IDS)
 def test_backward_gives_finite_grads_on_all_trainable_params(info: ModelInfo) -> None:
-    if not info.has_train_loss:
-        pytest.skip(f"{info.name}: no train_loss hook registered (pass train_loss= to register_model)")
     model = _build(info).train()
     loss = info.train_loss(model, _inputs(info, 2), NUM_CLASSES)
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    if missing and not info.has_train_loss:
+        # Without a train_loss hook the loss is the mean of the forward outputs, which for
+        # e.g. detectors returning post-NMS boxes is not the training path.
+        pytest.skip(f"{info.name}: outputs do not reach {missing[:3]}...; register a train_loss hook")
     assert not missing, f"parameters without gradient: {missing[:5]}"
     bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
     assert not bad, f"non-finite gradients: {bad[:5]}"

@@ -135,7 +135,11 @@ class ModelInfo:
 
     @property
     def has_train_loss(self) -> bool:
-        """True when the loss for a backward check is known (logits models or a hook)."""
+        """True when the loss is known to be the training loss (logits models or a hook).
+
+        Otherwise :meth:`train_loss` falls back to the mean of the outputs, which the
+        conformance test accepts only when it reaches every trainable parameter.
+        """
         return self.train_loss_fn is not None or self.check_output_fn is None
 
     def train_loss(self, model: nn.Module, inputs: tuple[torch.Tensor, ...], num_classes: int) -> torch.Tensor:
