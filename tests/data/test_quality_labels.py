@@ -54,9 +54,7 @@ def test_finds_flipped_digit_labels(tmp_path: Path) -> None:
     label_issues = [i for i in res.issues if i.kind == "label"]
     assert label_issues
     truth = {i: str(t) for i, t in enumerate(d.target)}
-    right = [
-        i for i in label_issues if i.sample_id in set(flip.tolist()) and i.suggested == truth[i.sample_id]
-    ]
+    right = [i for i in label_issues if i.sample_id in set(flip.tolist()) and i.suggested == truth[i.sample_id]]
     assert len(right) >= 0.6 * len(set(i.sample_id for i in label_issues) & set(flip.tolist()))
     sugg = res.suggestions()
     assert all(0.0 <= s <= 1.0 for _, s in sugg.values())
@@ -94,9 +92,7 @@ def test_text_duplicate_conflict_and_skips(tmp_path: Path) -> None:
 def test_label_issues_need_two_classes(tmp_path: Path) -> None:
     p = tmp_path / "a.txt"
     p.write_text("a")
-    recs = [
-        SampleRecord(i, str(i), "text", "a.txt", p, annotations=[Annotation("class", "x")]) for i in range(5)
-    ]
+    recs = [SampleRecord(i, str(i), "text", "a.txt", p, annotations=[Annotation("class", "x")]) for i in range(5)]
     with pytest.raises(InputError):
         find_label_issues(recs, ["x", "y"])
 
@@ -157,3 +153,22 @@ def test_annotator_agreement_labels_and_boxes(tmp_path: Path) -> None:
     assert boxes["pairwise"][0]["match_rate"] == pytest.approx(1.0)
     iou = box_iou(np.array([[0, 0, 2, 2]]), np.array([[1, 1, 3, 3], [5, 5, 6, 6]]))
     assert iou[0, 0] == pytest.approx(1 / 7) and iou[0, 1] == 0
+
+
+def test_row_label_issues(tmp_path: Path) -> None:
+    import json
+
+    from sklearn.datasets import load_wine
+
+    d = load_wine(as_frame=True)
+    y = d.target.to_numpy().copy()
+    rng = np.random.default_rng(0)
+    flip = rng.choice(len(y), 9, replace=False)
+    y[flip] = (y[flip] + 1) % 3
+    recs = []
+    for i, row in enumerate(d.data.to_dict(orient="records")):
+        p = tmp_path / f"{i}.json"
+        p.write_text(json.dumps(row))
+        recs.append(SampleRecord(i, str(i), "row", f"wine.csv#{i}", p, annotations=[Annotation("class", str(y[i]))]))
+    res = find_label_issues(recs, ["0", "1", "2"], phash_distance=-1)
+    assert len(set(res.ranked(18)) & set(flip.tolist())) >= 7

@@ -387,11 +387,20 @@ class TabularResult:
             "fit_seconds": round(self.fit_seconds, 3),
         }
 
-    def save_report(self, path: str | os.PathLike[str], title: str | None = None) -> Path:
-        """An HTML report: CV metrics next to the baseline, confusion matrix or residuals, importance."""
+    def save_report(
+        self, path: str | os.PathLike[str], title: str | None = None, held_out: dict[str, Any] | None = None
+    ) -> Path:
+        """An HTML report: CV metrics next to the baseline, confusion matrix or residuals, importance.
+
+        Args:
+            path: HTML file to write.
+            title: report title.
+            held_out: optional ``{"name", "y", "pred", "metrics"}`` of an evaluation split, shown first.
+        """
         from dlforge.tasks.tabular_report import tabular_report
 
-        return tabular_report(self, title or f"Tabular {self.task}: {self.target} ({self.model})").save(path)
+        title = title or f"Tabular {self.task}: {self.target} ({self.model})"
+        return tabular_report(self, title, held_out=held_out).save(path)
 
     def export_onnx(self, path: str | os.PathLike[str]) -> Path:
         """The fitted pipeline as ONNX (skl2onnx): one input per column, shape (N, 1)."""
@@ -720,11 +729,17 @@ def evaluate_run(run: Any, split: str = "test", report_path: Path | None = None)
         raise InputError(f"{v.ref} has no {split} split to evaluate on")
     column, use_labels = _target_column(records, m["target"], v.ref)
     df = records_frame(records, column if use_labels else None)
-    y = df[m["target"]]
+    y = df[column]
     y = y.astype(str).to_numpy() if res.task == "classification" else y.to_numpy(dtype=float)
-    metrics = {"run": run.id, "split": split, "data": v.ref, "n": len(df), **_metrics(res.task, y, res.predict(df))}
+    pred = res.predict(df)
+    scores = _metrics(res.task, y, pred)
+    metrics = {"run": run.id, "split": split, "data": v.ref, "n": len(df), **scores}
     if report_path is not None:
-        res.save_report(report_path)
+        res.save_report(
+            report_path,
+            title=f"{v.ref} {split}: {column} ({res.model})",
+            held_out={"name": f"{v.ref} {split}", "y": y, "pred": pred, "metrics": scores},
+        )
     return metrics
 
 

@@ -36,7 +36,7 @@ def _confusion_png(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> bytes
                     fontsize=7,
                     color="white" if cm[i, j] > cm.max() / 2 else "black",
                 )
-    ax.set_title("out-of-fold confusion matrix")
+    ax.set_title("confusion matrix")
     return fig_to_png(fig)
 
 
@@ -70,9 +70,19 @@ def _importance_png(imp: Any) -> bytes | None:
     return fig_to_png(fig)
 
 
-def tabular_report(res: Any, title: str) -> Report:
-    """Build the :class:`~dlforge.evaluate.html.Report` of a :class:`~dlforge.tasks.tabular.TabularResult`."""
+def tabular_report(res: Any, title: str, held_out: dict[str, Any] | None = None) -> Report:
+    """Build the :class:`~dlforge.evaluate.html.Report` of a :class:`~dlforge.tasks.tabular.TabularResult`.
+
+    ``held_out`` (``{"name", "y", "pred", "metrics"}``) adds an evaluation split before the CV section.
+    """
     r = Report(title)
+    if held_out is not None:
+        r.add_heading(f"Evaluation on {held_out['name']}")
+        r.add_metrics({**held_out["metrics"], "rows": len(held_out["y"])})
+        if res.task == "classification":
+            r.add_image(_confusion_png(np.asarray(held_out["y"]), np.asarray(held_out["pred"]), res.classes))
+        else:
+            r.add_image(_residual_png(np.asarray(held_out["y"], float), np.asarray(held_out["pred"], float)))
     r.add_heading("Cross-validated metrics")
     r.add_text(
         f"{res.task}, model {res.model}, {len(res.y)} rows, {res.params.get('cv')} folds; "
