@@ -25,9 +25,11 @@ EN = ["I really loved this movie!", "The service was terrible.", "Great quality,
 def test_char_tokenizer_splits_every_character_and_reserves_specials() -> None:
     tok = train_tokenizer(ZH + EN, kind="char", vocab_size=500)
     assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2]
-    enc = tok.encode("我喜欢 LOVED")
-    # NFKC + lowercase, CJK and latin both split per character, [CLS] first.
-    assert enc.tokens == ["[CLS]", "我", "喜", "欢", "l", "o", "v", "e", "d"]
+    enc = tok.encode("我喜欢 LOVED ")
+    # NFKC + lowercase, CJK and latin both split per character, a whitespace run is one
+    # token (ends stripped), [CLS] first.
+    assert enc.tokens == ["[CLS]", "我", "喜", "欢", " ", "l", "o", "v", "e", "d"]
+    assert tok.decode(tok.encode("loved this").ids) == "loved this"
     # A character never seen in training maps to [UNK].
     assert tok.encode("鑫").ids == [2, 1]
     # NFKC folds full-width latin to ASCII.
@@ -43,7 +45,7 @@ def test_encode_batch_shapes_padding_and_round_trip(kind: str, tmp_path) -> None
     assert ids.dtype == mask.dtype == np.int64
     assert (ids[:, 0] == 2).all()  # [CLS]
     assert (ids[mask == 0] == 0).all()  # [PAD] where masked
-    assert mask[1].sum() == 2  # [CLS] + one [UNK]
+    assert mask[1].sum() == 2  # [CLS] + one token
     assert mask[2].sum() == 10  # truncated
     path = save_tokenizer(tok, tmp_path / "sub" / "tokenizer.json")
     loaded = load_tokenizer(path)
@@ -63,7 +65,7 @@ def test_subword_tokenizers_keep_frequent_english_words_whole() -> None:
 
 
 def test_min_freq_and_vocab_size_limit_the_vocabulary() -> None:
-    corpus = ["aaaa bbb cc d"]
+    corpus = ["aaaaa bbbb cc d"]
     tok = train_tokenizer(corpus, kind="char", vocab_size=100, min_freq=2)
     assert tok.token_to_id("a") is not None and tok.token_to_id("d") is None
     tok = train_tokenizer(corpus, kind="char", vocab_size=5)

@@ -7,8 +7,9 @@ deployed model tokenizes exactly as in training with ``tokenizers`` + numpy alon
 
 Kinds:
 
-- ``"char"``: one token per character (whitespace dropped). The default for Chinese,
-  where a character is already a meaningful unit; also robust for tiny English data.
+- ``"char"``: one token per character, each whitespace run one token. The
+  default for Chinese, where a character is already a meaningful unit; also robust
+  for tiny English data.
 - ``"wordpiece"``: BERT-style subwords over words and punctuation.
 - ``"bpe"``: byte-pair-encoding subwords.
 
@@ -56,11 +57,20 @@ TOKENIZER_KINDS = ("char", "wordpiece", "bpe")
 _CJK = Regex(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
 
 
-def _pre_tokenizer(kind: str) -> pre_tokenizers.PreTokenizer:
+def _normalizer(kind: str) -> normalizers.Normalizer:
+    steps = [normalizers.NFKC(), normalizers.Lowercase()]
     if kind == "char":
-        return pre_tokenizers.Sequence(
-            [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex("."), "isolated")]
-        )
+        steps.append(normalizers.Strip())
+    return normalizers.Sequence(steps)
+
+
+def _pre_tokenizer(kind: str) -> pre_tokenizers.PreTokenizer:
+    # Only normalizers/pre-tokenizers the browser bundle's tokenizer.json reader implements
+    # (NFKC, Lowercase, Strip; regex Split "isolated", BertPreTokenizer) are used here.
+    if kind == "char":
+        # Every character is a token; a whitespace run stays one token (word boundaries
+        # matter for latin text; Chinese rarely has spaces, so it costs nothing there).
+        return pre_tokenizers.Split(Regex(r"\s+|."), "isolated")
     return pre_tokenizers.Sequence(
         [pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Split(_CJK, "isolated")]
     )
@@ -101,7 +111,7 @@ def train_tokenizer(
 
     if kind == "char":
         tok = Tokenizer(models.WordLevel(unk_token=UNK_TOKEN))
-        tok.decoder = decoders.Fuse()  # chars were split without separators
+        tok.decoder = decoders.Fuse()  # whitespace is kept as tokens, so plain concatenation
         trainer = trainers.WordLevelTrainer(
             vocab_size=vocab_size, min_frequency=min_freq, special_tokens=SPECIAL_TOKENS
         )
@@ -120,7 +130,7 @@ def train_tokenizer(
             continuing_subword_prefix="##",
         )
         tok.decoder = decoders.WordPiece()
-    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.normalizer = _normalizer(kind)
     tok.pre_tokenizer = _pre_tokenizer(kind)
     tok.train_from_iterator(corpus, trainer=trainer, length=len(corpus))
     cls_id = tok.token_to_id(CLS_TOKEN)
