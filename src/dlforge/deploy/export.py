@@ -12,14 +12,19 @@ from dlforge.errors import InputError
 FORMATS = ("bundle", "onnx", "edge", "web")
 
 
-def spec_for_run(ws: Any, run_id: str) -> Any:
-    """The :class:`~dlforge.deploy.spec.ExportSpec` the run's task recipe builds for it."""
+def recipe_for_run(ws: Any, run_id: str) -> tuple[Any, Any]:
+    """The run and its task recipe module."""
     run = ws.run(run_id)
     try:
         from dlforge.tasks import get_task
     except ImportError:  # pragma: no cover - only while the tasks package is being built
         raise InputError("export: the task recipes (dlforge.tasks) are not available") from None
-    recipe = get_task(run.task)
+    return run, get_task(run.task)
+
+
+def spec_for_run(ws: Any, run_id: str) -> Any:
+    """The run and the :class:`~dlforge.deploy.spec.ExportSpec` its task recipe builds for it."""
+    run, recipe = recipe_for_run(ws, run_id)
     if not hasattr(recipe, "export_spec"):
         raise InputError(f"run {run.id}: task {run.task!r} cannot be exported yet (no export_spec)")
     return run, recipe.export_spec(run)
@@ -45,8 +50,16 @@ def export_run(
     """
     if format not in FORMATS:
         raise InputError(f"--format: unknown export format {format!r}; choose {', '.join(FORMATS)}")
-    run, spec = spec_for_run(ws, run_id)
     out = Path(out)
+    run, recipe = recipe_for_run(ws, run_id)
+    if hasattr(recipe, "export_package"):
+        # Recipes whose models are not torch modules (tabular: scikit-learn + skl2onnx)
+        # write their packages themselves, in the same bundle format.
+        result = recipe.export_package(run, format, out, overwrite=overwrite)
+        return _finish(run, format, out, result)
+    if not hasattr(recipe, "export_spec"):
+        raise InputError(f"run {run.id}: task {run.task!r} cannot be exported yet (no export_spec)")
+    spec = recipe.export_spec(run)
     if format == "bundle":
         from dlforge.deploy.bundle import build_bundle
 
@@ -63,6 +76,10 @@ def export_run(
         from dlforge.deploy.web import build_web_package
 
         result = build_web_package(spec, out, overwrite=overwrite)
+    return _finish(run, format, out, result)
+
+
+def _finish(run: Any, format: str, out: Path, result: dict[str, Any]) -> dict[str, Any]:
     result = {"run": run.id, "format": format, **result}
     # Recording the event must not fail an export that is already written.
     with contextlib.suppress(Exception):
