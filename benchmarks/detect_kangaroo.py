@@ -44,8 +44,7 @@ def load_records(root: Path) -> tuple[list[SampleRecord], list[SampleRecord]]:
             bb = obj.find("bndbox")
             box = [float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
             anns.append(Annotation("box", obj.findtext("name"), {"bbox": box}))
-        rec = SampleRecord(i, "", "image", img.name, img, annotations=anns,
-                           split="val" if i % 5 == 4 else "train")
+        rec = SampleRecord(i, "", "image", img.name, img, annotations=anns, split="val" if i % 5 == 4 else "train")
         (val if i % 5 == 4 else train).append(rec)
     return train, val
 
@@ -59,13 +58,20 @@ def run_dlforge(train, val, budget: float, size: int, seed: int) -> dict:
     t0 = time.time()
     train_ds, val_ds = build_datasets(train, val, classes, size, augment="strong")
     model = create_detector("det-tiny", len(classes), size)
-    cfg = TrainConfig(**{**TRAIN_DEFAULTS, "time_budget": budget, "device": "cpu", "seed": seed,
-                         "lr": 3e-3, "batch_size": 16})
+    cfg = TrainConfig(
+        **{**TRAIN_DEFAULTS, "time_budget": budget, "device": "cpu", "seed": seed, "lr": 3e-3, "batch_size": 16}
+    )
     with tempfile.TemporaryDirectory() as tmp:
         fit = fit_detector(model, train_ds, val_ds, cfg, Path(tmp) / "run", epochs_from_budget=True)
-    return {"model": "det-tiny", "image_size": size, "mAP50": round(fit.metrics["map_50"], 4),
-            "mAP": round(fit.metrics["map"], 4), "epochs": fit.epochs,
-            "stop_reason": fit.result.stop_reason, "seconds": round(time.time() - t0, 1)}
+    return {
+        "model": "det-tiny",
+        "image_size": size,
+        "mAP50": round(fit.metrics["map_50"], 4),
+        "mAP": round(fit.metrics["map"], 4),
+        "epochs": fit.result.epochs_completed,
+        "stop_reason": fit.result.stop_reason,
+        "seconds": round(time.time() - t0, 1),
+    }
 
 
 def run_ultralytics(train, val, budget: float, size: int, seed: int) -> dict:
@@ -86,23 +92,40 @@ def run_ultralytics(train, val, budget: float, size: int, seed: int) -> dict:
                 lines = []
                 for a in r.annotations:
                     x1, y1, x2, y2 = a.data["bbox"]
-                    lines.append(f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
-                                 f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
+                    lines.append(
+                        f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
+                    )
                 (root / "labels" / split / f"{r.path.stem}.txt").write_text("\n".join(lines))
         (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n  0: kangaroo\n")
         model = YOLO("yolov8n.yaml")
-        model.train(data=str(root / "data.yaml"), imgsz=size, time=budget / 3600, epochs=1000, pretrained=False,
-                    device="cpu", workers=0, seed=seed, plots=False, project=str(root / "runs"), verbose=False,
-                    amp=False)
+        model.train(
+            data=str(root / "data.yaml"),
+            imgsz=size,
+            time=budget / 3600,
+            epochs=1000,
+            pretrained=False,
+            device="cpu",
+            workers=0,
+            seed=seed,
+            plots=False,
+            project=str(root / "runs"),
+            verbose=False,
+            amp=False,
+        )
         m = model.val(data=str(root / "data.yaml"), imgsz=size, device="cpu", plots=False, verbose=False)
-        return {"model": "yolov8n (scratch)", "image_size": size, "mAP50": round(float(m.box.map50), 4),
-                "mAP": round(float(m.box.map), 4), "seconds": round(time.time() - t0, 1)}
+        return {
+            "model": "yolov8n (scratch)",
+            "image_size": size,
+            "mAP50": round(float(m.box.map50), 4),
+            "mAP": round(float(m.box.map), 4),
+            "seconds": round(time.time() - t0, 1),
+        }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--budget", type=float, default=1200.0, help="training seconds per detector")
-    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: 1 when the machine is busy)")
     ap.add_argument("--with-ultralytics", action="store_true")
@@ -114,8 +137,14 @@ def main() -> None:
     threads = args.threads or (1 if os.getloadavg()[0] > cores else cores)
     torch.set_num_threads(threads)
     train, val = load_records(ROOT)
-    out = {"benchmark": "detect_kangaroo", "train_images": len(train), "val_images": len(val),
-           "budget_s": args.budget, "threads": threads, "load_avg_start": round(os.getloadavg()[0], 1)}
+    out = {
+        "benchmark": "detect_kangaroo",
+        "train_images": len(train),
+        "val_images": len(val),
+        "budget_s": args.budget,
+        "threads": threads,
+        "load_avg_start": round(os.getloadavg()[0], 1),
+    }
     out["dlforge"] = run_dlforge(train, val, args.budget, args.size, args.seed)
     if args.with_ultralytics:
         try:

@@ -40,9 +40,16 @@ def run(name: str, train, val, size: int, budget: float, seed: int, **kw) -> dic
     with tempfile.TemporaryDirectory() as tmp:
         fit = fit_segmenter(model, train_ds, val_ds, cfg, Path(tmp) / "run", loss="dice", epochs_from_budget=True)
     m = fit.metrics
-    return {"model": name, "image_size": size, "mIoU": round(m["miou"], 4),
-            "pixel_accuracy": round(m["pixel_accuracy"], 4), "mean_dice": round(m["mean_dice"], 4),
-            "epochs": fit.epochs, "stop_reason": fit.result.stop_reason, "seconds": round(time.time() - t0, 1)}
+    return {
+        "model": name,
+        "image_size": size,
+        "mIoU": round(m["miou"], 4),
+        "pixel_accuracy": round(m["pixel_accuracy"], 4),
+        "mean_dice": round(m["mean_dice"], 4),
+        "epochs": fit.result.epochs_completed,
+        "stop_reason": fit.result.stop_reason,
+        "seconds": round(time.time() - t0, 1),
+    }
 
 
 def main() -> None:
@@ -60,12 +67,20 @@ def main() -> None:
     gen = {"size": (args.size, args.size), "classes": CLASSES, "max_objects": 3, "object_size": (0.2, 0.45)}
     train = shapes_to_records(generate_shapes(400, seed=args.seed, **gen), tmp / "train", CLASSES)
     val = shapes_to_records(generate_shapes(100, seed=args.seed + 1000, **gen), tmp / "val", CLASSES)
-    out = {"benchmark": "segment_synthetic", "train_images": 400, "val_images": 100, "classes": len(CLASSES),
-           "budget_s": args.budget, "threads": threads, "load_avg_start": round(os.getloadavg()[0], 1)}
+    out = {
+        "benchmark": "segment_synthetic",
+        "train_images": 400,
+        "val_images": 100,
+        "classes": len(CLASSES),
+        "budget_s": args.budget,
+        "threads": threads,
+        "load_avg_start": round(os.getloadavg()[0], 1),
+    }
     out["dlforge"] = run("unet-small", train, val, args.size, args.budget, args.seed)
     if args.baseline_budget > 0:
-        out["lraspp_mobilenet_v3"] = run("lraspp_mobilenet_v3_large", train, val, args.size, args.baseline_budget,
-                                         args.seed)
+        out["lraspp_mobilenet_v3"] = run(
+            "lraspp_mobilenet_v3_large", train, val, args.size, args.baseline_budget, args.seed
+        )
     out["load_avg_end"] = round(os.getloadavg()[0], 1)
     print(json.dumps(out))
 

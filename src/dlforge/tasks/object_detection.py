@@ -8,8 +8,8 @@ Read top to bottom:
    the one that learns from scratch on a CPU in minutes).
 3. :func:`fit_detector` trains it with the engine's :class:`~dlforge.engine.Trainer`
    (``step_fn`` = the detector's own loss, ``eval_fn`` = COCO mAP on the val split).
-   With a time budget and no epoch count, the epoch count is estimated from a timed
-   step so the cosine schedule ends when the budget does.
+   With a time budget and no epoch count, the engine fits the cosine schedule to the
+   budget, so training ends annealed when the budget does.
 4. :func:`evaluate_detector` computes COCO metrics (mAP@[.5:.95], mAP50, mAP75, by
    size, per class) in the images' original pixels.
 5. The workspace functions :func:`train`, :func:`evaluate_run`, :func:`export_spec`
@@ -22,8 +22,6 @@ parameters; metrics always use a low threshold and 100 detections, as COCO does.
 from __future__ import annotations
 
 import contextlib
-import copy
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -200,27 +198,6 @@ def make_eval_fn(dataset: DetectionDataset, nms_iou: float, every: int = 1):
     return eval_fn
 
 
-def estimate_epochs(
-    model: nn.Module, loader: Any, time_budget: float, *, steps: int = 3, eval_seconds: float = 0.0
-) -> int:
-    """Epochs that fit in ``time_budget`` seconds, from timing a few forward/backward passes.
-
-    The cosine schedule needs the number of epochs up front; timing a copy of the
-    model on real augmented batches makes the schedule end when the budget does.
-    """
-    probe = copy.deepcopy(model).train()
-    it = iter(loader)
-    times = []
-    for _ in range(min(steps + 1, len(loader))):
-        t0 = time.perf_counter()
-        images, targets = next(it)
-        probe.compute_loss(images, targets)["loss"].backward()
-        times.append(time.perf_counter() - t0)
-    per_batch = float(np.median(times[1:] if len(times) > 1 else times))
-    epoch_s = per_batch * len(loader) * 1.05 + eval_seconds
-    return max(1, int(time_budget * 0.97 / epoch_s))
-
-
 @dataclass
 class DetectorFit:
     """Outcome of :func:`fit_detector`."""
@@ -258,7 +235,8 @@ def fit_detector(
         progress: progress callback, optional.
         multiscale: train each batch at a random size in ``S +- 64`` (steps of 32).
         nms_iou: NMS IoU for evaluation.
-        epochs_from_budget: derive ``config.epochs`` from ``config.time_budget``.
+        epochs_from_budget: train as many epochs as ``config.time_budget`` holds (the engine
+            fits the LR schedule to the budget).
     """
     from dlforge.engine import Trainer, load_best, make_loader
 
@@ -279,16 +257,10 @@ def fit_detector(
         drop_last=len(train_ds) > config.batch_size,
     )
     val_loader = make_loader(val_ds, config.batch_size, False, 0, config.seed, collate_fn=collate_detection)
+    every = 1
     if epochs_from_budget and config.time_budget:
-        t0 = time.perf_counter()
-        evaluate_detector(model, val_ds, nms_iou=nms_iou)
-        eval_s = time.perf_counter() - t0
-        n = estimate_epochs(model, train_loader, config.time_budget - 5, eval_seconds=0)
-        every = max(1, math.ceil(n * eval_s / (config.time_budget * 0.08)))  # eval costs <= ~8% of the budget
-        n = estimate_epochs(model, train_loader, config.time_budget - 5, eval_seconds=eval_s / every)
-        config = config.model_copy(update={"epochs": n})
-    else:
-        every = 1
+        # the engine shortens the schedule to the budget after every epoch; give it room to plan
+        config = config.model_copy(update={"epochs": max(config.epochs, 1000), "fit_schedule_to_budget": True})
     eval_fn = make_eval_fn(val_ds, nms_iou, every) if len(val_ds) else None
     if eval_fn is not None:
         eval_fn.state["final"] = config.epochs  # type: ignore[attr-defined]

@@ -190,7 +190,7 @@ def fit_segmenter(
         loss: ``ce``, ``weighted`` or ``dice``.
         logger: a ``RunLogger``, optional.
         progress: progress callback, optional.
-        epochs_from_budget: derive the epoch count from ``config.time_budget`` (timed steps).
+        epochs_from_budget: train as many epochs as ``config.time_budget`` holds (schedule fitted by the engine).
     """
     from dlforge.engine import Trainer, load_best, make_loader
 
@@ -213,21 +213,8 @@ def fit_segmenter(
     )
     val_loader = make_loader(val_ds, config.batch_size, False, 0, config.seed)
     if epochs_from_budget and config.time_budget:
-        import copy
-
-        probe = copy.deepcopy(model).train()
-        times = []
-        for i, (x, y) in enumerate(train_loader):
-            t0 = time.perf_counter()
-            loss_fn(probe(x), y).backward()
-            times.append(time.perf_counter() - t0)
-            if i >= 3:
-                break
-        t0 = time.perf_counter()
-        evaluate_segmenter(model, val_ds)
-        eval_s = time.perf_counter() - t0
-        epoch_s = float(np.median(times[1:])) * len(train_loader) * 1.1 + eval_s
-        config = config.model_copy(update={"epochs": max(1, int((config.time_budget - 5) * 0.95 / epoch_s))})
+        # the engine shortens the schedule to the budget after every epoch; give it room to plan
+        config = config.model_copy(update={"epochs": max(config.epochs, 1000), "fit_schedule_to_budget": True})
     if not len(val_ds):
         config = config.model_copy(update={"monitor": "train/loss", "monitor_mode": "min"})
     result = Trainer(config, run_dir, logger=logger, progress=progress).fit(
