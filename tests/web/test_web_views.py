@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from dlforge.data.records import Annotation, SampleRecord
 from dlforge.errors import InputError
+from dlforge.runs import compare_runs
 from dlforge.web.app import create_app
-from dlforge.web.compare import compare_runs
 from dlforge.web.views import class_distribution, sample_page
 from dlforge.workspace import Workspace
 

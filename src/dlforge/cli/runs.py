@@ -73,19 +73,10 @@ def compare(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Compare runs side by side: parameters that differ and their best metrics."""
+    from dlforge.runs import compare_runs
+
     ws = workspace()
-    infos = [ws.run(r).info().to_dict() for r in run_ids]
-    keys = sorted({k for i in infos for k in i["params"]})
-    differing = [k for k in keys if len({repr(i["params"].get(k)) for i in infos}) > 1]
-    metric_keys = sorted(
-        {k for i in infos for k in i["summary"] if isinstance(i["summary"][k], (int, float))}
-    )
-    result = {
-        "runs": [i["run"] for i in infos],
-        "data": {i["run"]: i["data"] for i in infos},
-        "params": {k: {i["run"]: i["params"].get(k) for i in infos} for k in differing},
-        "metrics": {k: {i["run"]: i["summary"].get(k) for i in infos} for k in metric_keys},
-    }
+    result = compare_runs([ws.run(r) for r in run_ids])
 
     def human(d: dict[str, Any]) -> None:
         t = Table("", *d["runs"])

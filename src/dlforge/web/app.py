@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 import dlforge
 from dlforge.errors import DlforgeError, NotFoundError
-from dlforge.web.compare import compare_runs
+from dlforge.runs import compare_runs
 from dlforge.web.views import sample_page, version_overview
 from dlforge.workspace import Workspace
 
