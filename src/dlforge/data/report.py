@@ -264,7 +264,8 @@ def _findings(f: dict[str, Any]) -> list[str]:
     if d["cross_split_groups"]:
         out.append(f"{d['cross_split_groups']} duplicate groups span several splits (train/test leakage)")
     if d["exact_extra_copies"]:
-        out.append(f"{d['exact_extra_copies']} samples are exact copies of another sample")
+        n = d["exact_extra_copies"]
+        out.append(f"{n} sample{'s are' if n > 1 else ' is an'} exact cop{'ies' if n > 1 else 'y'} of another sample")
     if d["near_groups"]:
         out.append(f"{d['near_groups']} groups of near-duplicates ({d['near_samples']} samples)")
     an = f["annotations"]
@@ -304,7 +305,8 @@ def _findings(f: dict[str, Any]) -> list[str]:
         if tx["empty"]:
             out.append(f"{tx['empty']} texts are empty")
         langs = {k: v for k, v in tx["languages"].items() if k != "none"}
-        if len(langs) > 1:
+        # Only worth saying when the second script is more than a stray few percent.
+        if len(langs) > 1 and sorted(langs.values())[-2] >= 0.05 * sum(langs.values()):
             out.append("texts mix scripts: " + ", ".join(f"{k} {v}" for k, v in sorted(langs.items())))
     return out
 
