@@ -106,6 +106,7 @@ def test_backward_gives_finite_grads_on_all_trainable_params(info: ModelInfo) ->
     bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
     assert not bad, f"non-finite gradients: {bad[:5]}"
     assert any(p.grad.abs().sum() > 0 for p in model.parameters() if p.grad is not None)
+    model.zero_grad(set_to_none=True)  # the model stays cached; don't keep its gradients
 
 
 @pytest.mark.parametrize("info", MODELS, ids=IDS)

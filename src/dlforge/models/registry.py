@@ -223,7 +223,11 @@ def register_model(
 
     def decorate(factory: Factory) -> Factory:
         old = _REGISTRY.get(name)
-        if old is not None and getattr(old.factory, "__qualname__", None) != factory.__qualname__:
+        same = old is not None and (old.factory.__module__, old.factory.__qualname__) == (
+            factory.__module__,
+            factory.__qualname__,
+        )
+        if old is not None and not same:  # re-registering the same function (a reload) is fine
             raise ValueError(f"model {name!r} is already registered by {old.factory.__module__}")
         _REGISTRY[name] = ModelInfo(
             name=name,
