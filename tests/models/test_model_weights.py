@@ -70,6 +70,21 @@ def test_hub_source_reads_the_torch_hub_cache_and_never_downloads(tmp_path, monk
         load_pretrained(create_model("cnn-small", 3), "hub")
 
 
+def test_rgb_input_conv_is_adapted_for_grey_models(tmp_path) -> None:
+    rgb = create_model("cnn-small", 3).eval()
+    torch.save(rgb.state_dict(), tmp_path / "rgb.pt")
+    grey = create_model("cnn-small", 3, in_chans=1).eval()
+    report = load_pretrained(grey, tmp_path / "rgb.pt")
+    assert report.adapted == ["stem.0.weight"] and report.skipped == []
+    # A grey image through the adapted model == the same image as R = G = B through the RGB one.
+    x = torch.rand(2, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(grey(x), rgb(x.expand(-1, 3, -1, -1)), atol=1e-5, rtol=1e-4)
+    four = create_model("cnn-small", 3, in_chans=4)
+    assert load_pretrained(four, tmp_path / "rgb.pt").adapted == ["stem.0.weight"]
+    assert four.stem[0].weight.shape[1] == 4
+
+
 def test_bad_sources_raise_one_line_errors(tmp_path) -> None:
     model = create_model("cnn-small", 3)
     with pytest.raises(NotFoundError, match="missing.pt"):

@@ -7,7 +7,8 @@ weights already in the torch hub cache. Nothing is downloaded.
 Loading is by parameter name: tensors whose shape differs from the model's (the
 classifier head when the class count changes, a first conv with other ``in_chans``)
 are skipped and reported, so a 1000-class ImageNet checkpoint or another run's
-10-class model both load into a 3-class model.
+10-class model both load into a 3-class model. An RGB input conv loaded into a model
+built with ``in_chans=1`` (or 4, ...) is converted (summed / repeated) rather than dropped.
 
 Example::
 
@@ -56,6 +57,7 @@ class LoadReport:
         missing: model keys the checkpoint lacks (left as initialised).
         unexpected: checkpoint keys the model lacks (ignored).
         skipped: ``(key, checkpoint_shape, model_shape)`` for shape mismatches.
+        adapted: input-conv kernels converted to the model's channel count.
     """
 
     source: str
@@ -63,6 +65,7 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     skipped: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,12 +74,14 @@ class LoadReport:
             "missing": self.missing,
             "unexpected": self.unexpected,
             "skipped": [{"key": k, "checkpoint": list(a), "model": list(b)} for k, a, b in self.skipped],
+            "adapted": self.adapted,
         }
 
     def summary(self) -> str:
         """One line for logs."""
         return (
-            f"loaded {len(self.loaded)} tensors from {self.source}; {len(self.skipped)} skipped (shape), "
+            f"loaded {len(self.loaded)} tensors from {self.source} ({len(self.adapted)} channel-adapted); "
+            f"{len(self.skipped)} skipped (shape), "
             f"{len(self.missing)} missing, {len(self.unexpected)} unexpected"
         )
 
@@ -134,6 +139,18 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """Turn an RGB conv kernel (O, 3, k, k) into one for ``in_chans`` inputs (as timm does).
+
+    One channel: the sum over RGB, so a grey image (R = G = B) gives the same response.
+    More channels: RGB repeated, scaled by 3 / in_chans to keep the activation scale.
+    """
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    reps = -(-in_chans // weight.shape[1])
+    return weight.repeat(1, reps, 1, 1)[:, :in_chans] * (weight.shape[1] / in_chans)
+
+
 def load_pretrained(model: nn.Module, source: str | os.PathLike[str], *, arch: str | None = None) -> LoadReport:
     """Load matching weights into ``model`` in place; skip and report the rest.
 
@@ -173,7 +190,14 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike[str], *, arch: s
         if key not in own:
             report.unexpected.append(key)
         elif tuple(tensor.shape) != tuple(own[key].shape):
-            report.skipped.append((key, tuple(tensor.shape), tuple(own[key].shape)))
+            want = tuple(own[key].shape)
+            rgb_kernel = tensor.ndim == 4 and tensor.shape[1] == 3 and tensor.shape[0] == want[0]
+            if rgb_kernel and tuple(tensor.shape[2:]) == want[2:] and tensor.is_floating_point():
+                # An input conv of an RGB checkpoint loaded into a grey / multispectral model.
+                usable[key] = _adapt_input_conv(tensor, want[1]).to(own[key].dtype)
+                report.adapted.append(key)
+            else:
+                report.skipped.append((key, tuple(tensor.shape), want))
         else:
             usable[key] = tensor
     head = _head_name(model)
