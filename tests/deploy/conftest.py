@@ -82,7 +82,7 @@ def digits() -> dict:
     model = TinyCNN()
     x = to_input(images)
     y = torch.from_numpy(labels)
-    train(model, (x[train_idx],), y[train_idx], epochs=3, lr=1e-2)
+    train(model, (x[train_idx],), y[train_idx], epochs=2, lr=1e-2)
     with torch.no_grad():
         acc = float((model(x[val_idx]).argmax(1) == y[val_idx]).float().mean())
     return {
@@ -194,7 +194,7 @@ def text_model() -> dict:
     ids, mask = encode(tok, texts)
     torch.manual_seed(0)
     model = CharBag(tok.get_vocab_size())
-    train(model, (ids, mask), torch.tensor(labels), epochs=15, lr=1e-2)
+    train(model, (ids, mask), torch.tensor(labels), epochs=6, lr=3e-2)
     val_texts, val_labels = sentences(64, seed=2)
     return {"tok": tok, "model": model, "val_texts": val_texts, "val_labels": val_labels}
 
