@@ -78,6 +78,7 @@ def test_bundle_matches_sklearn_and_predictor(tmp_path: Path, model: str) -> Non
     np.testing.assert_allclose([g.score for g in got], probs.max(axis=1), atol=1e-5)
     single = pred.predict(rows[0])
     assert single.label == want[0]
+    assert pred.predict(json.dumps(rows[1])).label == want[1]  # as `dlforge predict` passes it
 
 
 def test_regression_bundle(tmp_path: Path) -> None:

@@ -9,8 +9,11 @@ are ignored by the one-hot encoder). Needs numpy and onnxruntime only.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +28,20 @@ def _row(item: Any, i: int) -> Mapping[str, Any]:
         return item
     if hasattr(item, "to_dict"):  # a pandas Series
         return item.to_dict()
+    if isinstance(item, (str, os.PathLike)):
+        # From the command line: a JSON object, or @file.json holding one.
+        text = str(item)
+        if text.startswith("@"):
+            path = Path(text[1:])
+            if not path.is_file():
+                raise BundleError(f"input {i}: {path}: file not found")
+            text = path.read_text(encoding="utf-8")
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            raise BundleError(f"input {i}: not a JSON object of column -> value: {text[:60]!r}") from None
+        if isinstance(obj, dict):
+            return obj
     raise BundleError(f"input {i}: a tabular model takes a row as a dict of column -> value, got {type(item).__name__}")
 
 
