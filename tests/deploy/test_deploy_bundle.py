@@ -178,3 +178,12 @@ def test_predictor_does_not_import_torch(image_bundle: Path, text_bundle: Path, 
     out = json.loads(proc.stdout)
     assert out["image"] == Predictor(image_bundle).predict(digit_pngs[0]).label
     assert out["text"] == "positive"
+
+
+def test_overwrite_replaces_bundle_atomically(digits: dict, tmp_path: Path) -> None:
+    first = build_bundle(image_spec(digits), tmp_path / "b")
+    (tmp_path / "b" / "stale.txt").write_text("old")
+    second = build_bundle(image_spec(digits), tmp_path / "b", overwrite=True)
+    assert second.files == first.files == ["manifest.json", "model.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temp or old directories left
+    assert not (tmp_path / "b" / "stale.txt").exists()
