@@ -1,0 +1,68 @@
+"""unet-small learns synthetic masks; torchvision segmenters give (B, C, H, W) logits; losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dlforge.data.synthetic import generate_shapes, shapes_to_records
+from dlforge.engine import TrainConfig
+from dlforge.tasks.detection_data import IGNORE_INDEX
+from dlforge.tasks.semantic_segmentation import build_datasets, create_segmenter, fit_segmenter, make_loss
+
+CLASSES = ("circle", "square", "triangle")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _records(tmp_path, n, seed, classes=CLASSES):
+    samples = generate_shapes(n, size=(48, 48), classes=classes, max_objects=1, object_size=(0.5, 0.8), seed=seed)
+    return shapes_to_records(samples, tmp_path / f"s{seed}", classes)
+
+
+def test_unet_small_learns_synthetic_masks(tmp_path):
+    # one class keeps this within seconds; the 3-class case is benchmarks/segment_synthetic.py
+    classes = ("circle",)
+    train_ds, val_ds = build_datasets(
+        _records(tmp_path, 64, 1, classes), _records(tmp_path, 16, 2, classes), classes, 48, augment="none"
+    )
+    torch.manual_seed(0)
+    model = create_segmenter("unet-small", 2, 48, base=8, depth=3)
+    cfg = TrainConfig(
+        epochs=8,
+        batch_size=8,
+        lr=3e-3,
+        optimizer="adamw",
+        warmup_epochs=0.5,
+        monitor="val/mIoU",
+        monitor_mode="max",
+        device="cpu",
+        log_every=5,
+    )
+    fit = fit_segmenter(model, train_ds, val_ds, cfg, tmp_path / "run", loss="dice")
+    assert fit.metrics["miou"] >= 0.6, [h["val/mIoU"] for h in fit.result.history]
+
+
+@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "unet-small"])
+def test_segmenters_return_full_size_logits(name):
+    model = create_segmenter(name, 3, 64).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 64, 80))
+    assert out.shape == (1, 3, 64, 80)
+
+
+@pytest.mark.parametrize("kind", ["ce", "weighted", "dice"])
+def test_losses_ignore_the_ignore_index(kind):
+    logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+    target = torch.randint(0, 3, (2, 8, 8))
+    target[:, :2] = IGNORE_INDEX
+    loss = make_loss(kind, 3, torch.tensor([0.5, 1.0, 2.0]))(logits, target)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert logits.grad[:, :, :2].abs().max() == 0  # ignored pixels give no gradient
