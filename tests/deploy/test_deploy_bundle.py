@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import IMAGE_SIZE, encode, image_spec
+from deploy_helpers import IMAGE_SIZE, encode, image_spec
 from PIL import Image
 
 from dlforge.deploy import BundleError, Classification, Predictor

@@ -9,8 +9,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from deploy_helpers import image_spec
 
-from conftest import image_spec
 from dlforge.deploy import Predictor
 from dlforge.deploy.edge import build_edge_package
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deploy_helpers import MAX_LEN, encode, image_spec
 from PIL import Image
 
-from conftest import MAX_LEN, encode, image_spec
 from dlforge.deploy import Predictor
 from dlforge.deploy.spec import ExportSpec, TextInput
 from dlforge.deploy.web import RUNTIME_FILES, build_web_package
