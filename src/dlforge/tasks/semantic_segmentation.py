@@ -245,7 +245,11 @@ def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any
     budget_only = "time_budget" in engine_p and "epochs" not in engine_p
     config = TrainConfig.from_params({**TRAIN_DEFAULTS, **engine_p})
     version = ws.version(data_ref)
-    splits = load_splits(version, task=TASK, media_type="image")
+    # COCO-style detection data with polygons or RLE masks is segmentation data too
+    source_task = version.task if version.task in ("object_detection", "instance_segmentation") else TASK
+    splits = load_splits(version, task=source_task, media_type="image")
+    if not any(a.kind in ("polygon", "mask", "segmap") for r in splits.train for a in r.annotations):
+        raise InputError(f"{version.ref}: no polygon, mask or segmap annotations to learn segmentation from")
     classes = [c for c in version.classes if c not in ("background", "_background_")]
     if not classes:
         raise InputError(f"{version.ref}: no classes; semantic segmentation needs labelled masks")

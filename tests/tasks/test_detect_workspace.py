@@ -1,0 +1,58 @@
+"""Workspace flow: COCO shapes import -> split -> detection and segmentation runs -> eval, predict, export spec."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dlforge.data.synthetic import make_shapes
+from dlforge.tasks import object_detection as od
+from dlforge.tasks import semantic_segmentation as ss
+from dlforge.workspace import Workspace
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_detection_and_segmentation_runs_from_a_coco_import(tmp_path):
+    make_shapes(tmp_path / "coco", 20, size=(64, 64), seed=0, max_objects=2)
+    ws = Workspace.open(home=tmp_path / "home")
+    ws.import_data(tmp_path / "coco", "shapes", format="coco")
+    ref = ws.version("shapes").split(val=0.2, test=0.2, seed=0).ref
+
+    run = od.train(
+        ws,
+        ref,
+        epochs=1,
+        batch_size=8,
+        image_size=64,
+        score_threshold=0.25,
+        nms_iou=0.45,
+        max_detections=20,
+        model_kwargs={"width": 0.5, "head_width": 32},
+    )
+    assert run.status == "completed"
+    assert run.params["score_threshold"] == 0.25 and run.params["max_detections"] == 20
+    metrics = od.evaluate_run(run, "test", tmp_path / "det.html")
+    assert {"map", "map_50", "map_75", "per_class"} <= set(metrics) and (tmp_path / "det.html").exists()
+    path = ws.version(ref).records(split="test")[0].path
+    pred = od.predict_images(run, [path], draw_dir=tmp_path / "drawn")[0]
+    assert "detections" in pred and (tmp_path / "drawn").exists()
+    spec = od.export_spec(run)
+    boxes, scores, labels = spec.model(spec.example_inputs)
+    n = spec.example_inputs.shape[0]
+    assert boxes.shape == (n, 20, 4) and scores.shape == (n, 20) and labels.dtype == torch.int64
+    assert spec.output_names == ["boxes", "scores", "labels"] and spec.postprocess["iou_threshold"] == 0.45
+
+    srun = ss.train(ws, ref, epochs=1, batch_size=8, image_size=64, model_kwargs={"base": 8, "depth": 3})
+    assert srun.status == "completed"
+    smetrics = ss.evaluate_run(srun, "test", tmp_path / "seg.html")
+    assert "miou" in smetrics and (tmp_path / "seg.html").exists()
+    sspec = ss.export_spec(srun)
+    assert sspec.labels == ["background", "circle", "square", "triangle"]
+    assert sspec.model(sspec.example_inputs).shape[1:] == (4, 64, 64)
