@@ -40,7 +40,7 @@ def aug_datasets(shape_records):
     return out
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000), mosaic=st.booleans(), idx=st.integers(0, 5))
 def test_augmented_boxes_still_enclose_their_masks(aug_datasets, seed, mosaic, idx):
     ds = aug_datasets[mosaic]

@@ -56,3 +56,26 @@ def test_detection_and_segmentation_runs_from_a_coco_import(tmp_path):
     sspec = ss.export_spec(srun)
     assert sspec.labels == ["background", "circle", "square", "triangle"]
     assert sspec.model(sspec.example_inputs).shape[1:] == (4, 64, 64)
+
+
+def test_export_specs_build_deployable_bundles(tmp_path):
+    from dlforge.deploy.bundle import build_bundle
+
+    make_shapes(tmp_path / "coco", 16, size=(64, 64), seed=1, max_objects=2)
+    ws = Workspace.open(home=tmp_path / "home")
+    ws.import_data(tmp_path / "coco", "shapes", format="coco")
+    ref = ws.version("shapes").split(val=0.25, test=0.0, seed=0).ref
+    run = od.train(
+        ws,
+        ref,
+        epochs=1,
+        batch_size=8,
+        image_size=64,
+        score_threshold=0.0,
+        model_kwargs={"width": 0.5, "head_width": 32},
+    )
+    info = build_bundle(od.export_spec(run), tmp_path / "det-bundle")
+    assert (tmp_path / "det-bundle" / "model.onnx").exists(), info
+    srun = ss.train(ws, ref, epochs=1, batch_size=8, image_size=64, model_kwargs={"base": 8, "depth": 3})
+    build_bundle(ss.export_spec(srun), tmp_path / "seg-bundle")
+    assert (tmp_path / "seg-bundle" / "model.onnx").exists()
