@@ -378,7 +378,15 @@ class FasterRCNNDetector(nn.Module):
     def _tv_targets(targets: Targets) -> list[dict[str, torch.Tensor]]:
         return [{"boxes": t["boxes"].float().reshape(-1, 4), "labels": t["labels"].long() + 1} for t in targets]
 
+    def _no_resize(self, images: torch.Tensor) -> None:
+        # the dlforge pipeline already sized the batch (multi-scale included): make torchvision's
+        # internal transform keep it as it is instead of resizing to a fixed min_size
+        h, w = images.shape[-2:]
+        self.net.transform.min_size = (int(min(h, w)),)
+        self.net.transform.max_size = int(max(h, w))
+
     def compute_loss(self, images: torch.Tensor, targets: Targets) -> dict[str, torch.Tensor]:
+        self._no_resize(images)
         was = self.net.training
         self.net.train()
         losses = self.net(list(images), self._tv_targets(targets))
@@ -396,6 +404,7 @@ class FasterRCNNDetector(nn.Module):
         rh = self.net.roi_heads
         saved = (rh.score_thresh, rh.nms_thresh, rh.detections_per_img)
         rh.score_thresh, rh.nms_thresh, rh.detections_per_img = score_threshold, nms_iou, max_detections
+        self._no_resize(images)
         was = self.net.training
         self.net.eval()  # torchvision returns losses, not detections, in train mode
         try:
