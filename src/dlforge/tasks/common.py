@@ -98,6 +98,49 @@ def environment() -> dict[str, Any]:
     }
 
 
+def fit_prepared(
+    run: Any,
+    p: dict[str, Any],
+    *,
+    task: str,
+    model_kwargs: dict[str, Any],
+    input_spec: dict[str, Any],
+    progress: Any,
+    resume: bool,
+) -> Any:
+    """Write the run's ``run.json`` and train what a recipe's ``_prepare`` built.
+
+    ``p`` holds ``config``, ``hp``, ``version``, ``classes``, ``model_name``, ``model``, ``loaders``,
+    ``step_fn`` and ``eval_fn``.
+    """
+    run.write_manifest(
+        {
+            "id": run.id,
+            "task": task,
+            "model": p["model_name"],
+            "model_kwargs": model_kwargs,
+            "classes": p["classes"],
+            "data": p["version"].ref,
+            "params": run.params,
+            "input": input_spec,
+            "multilabel": p["hp"]["multilabel"],
+            "config": p["config"].model_dump(),
+            "environment": environment(),
+        }
+    )
+    return run_fit(
+        run,
+        config=p["config"],
+        model=p["model"],
+        train_loader=p["loaders"]["train"],
+        val_loader=p["loaders"]["val"],
+        step_fn=p["step_fn"],
+        eval_fn=p["eval_fn"],
+        progress=progress,
+        resume=resume,
+    )
+
+
 def run_fit(
     run: Any,
     *,

@@ -24,9 +24,8 @@ from dlforge.errors import InputError
 from dlforge.tasks.common import (
     check_classes,
     ensure_resumable,
-    environment,
+    fit_prepared,
     load_splits,
-    run_fit,
     split_params,
     val_metrics,
 )
@@ -321,29 +320,12 @@ def resume(ws: Any, run: Any, *, progress: Any = None) -> Any:
 
 
 def _fit(run: Any, p: dict[str, Any], progress: Any, resume: bool) -> Any:
-    run.write_manifest(
-        {
-            "id": run.id,
-            "task": TASK,
-            "model": p["model_name"],
-            "model_kwargs": {"dropout": p["hp"]["dropout"]} if p["hp"]["dropout"] else {},
-            "classes": p["classes"],
-            "data": p["version"].ref,
-            "params": run.params,
-            "input": {"size": [p["size"], p["size"]], "resize": "stretch", "mean": MEAN, "std": STD},
-            "multilabel": p["hp"]["multilabel"],
-            "config": p["config"].model_dump(),
-            "environment": environment(),
-        }
-    )
-    run_fit(
+    fit_prepared(
         run,
-        config=p["config"],
-        model=p["model"],
-        train_loader=p["loaders"]["train"],
-        val_loader=p["loaders"]["val"],
-        step_fn=p["step_fn"],
-        eval_fn=p["eval_fn"],
+        p,
+        task=TASK,
+        model_kwargs={"dropout": p["hp"]["dropout"]} if p["hp"]["dropout"] else {},
+        input_spec={"size": [p["size"], p["size"]], "resize": "stretch", "mean": MEAN, "std": STD},
         progress=progress,
         resume=resume,
     )

@@ -25,8 +25,8 @@ from dlforge.tasks.common import (
     check_classes,
     ensure_resumable,
     environment,
+    fit_prepared,
     load_splits,
-    run_fit,
     split_params,
     val_metrics,
 )
@@ -244,29 +244,12 @@ def _fit(run: Any, p: dict[str, Any], progress: Any, resume: bool) -> Any:
     from dlforge.data.tokenize import configure_length, save_tokenizer
 
     save_tokenizer(configure_length(p["tokenizer"], p["max_len"]), run.dir / "tokenizer.json")
-    run.write_manifest(
-        {
-            "id": run.id,
-            "task": TASK,
-            "model": p["model_name"],
-            "model_kwargs": p["model_kwargs"],
-            "classes": p["classes"],
-            "data": p["version"].ref,
-            "params": run.params,
-            "input": {"tokenizer": "tokenizer.json", "max_len": p["max_len"]},
-            "multilabel": p["hp"]["multilabel"],
-            "config": p["config"].model_dump(),
-            "environment": environment(),
-        }
-    )
-    run_fit(
+    fit_prepared(
         run,
-        config=p["config"],
-        model=p["model"],
-        train_loader=p["loaders"]["train"],
-        val_loader=p["loaders"]["val"],
-        step_fn=p["step_fn"],
-        eval_fn=p["eval_fn"],
+        p,
+        task=TASK,
+        model_kwargs=p["model_kwargs"],
+        input_spec={"tokenizer": "tokenizer.json", "max_len": p["max_len"]},
         progress=progress,
         resume=resume,
     )
