@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dlforge.data.neardup import DEFAULT_MAX_DISTANCE_128, near_duplicate_groups
+from dlforge.data.neardup import DEFAULT_MAX_DISTANCE_128, MIN_HASH_SIDE, hashable, near_duplicate_groups
 from dlforge.data.probe import IMAGE_FIELDS, TEXT_FIELDS, probe_many
 from dlforge.data.records import SampleRecord
 
@@ -56,7 +56,7 @@ class CleanConfig(BaseModel):
     near_duplicates: bool = True
     near_duplicate_max_distance: int = Field(default=DEFAULT_MAX_DISTANCE_128, ge=0, le=127)
     """Largest Hamming distance between the 128-bit ``phash + dhash`` of two near duplicates."""
-    near_duplicate_min_side: int = Field(default=32, ge=1)
+    near_duplicate_min_side: int = Field(default=MIN_HASH_SIDE, ge=1)
     """Images smaller than this are not hashed: at 8x8 (digits) every hash looks alike."""
     conflicting_labels: bool = True
     """A duplicate group whose members carry different class labels: exclude the whole group."""
@@ -140,10 +140,6 @@ class _UnionFind:
         return sorted((sorted(g) for g in out.values() if len(g) > 1), key=lambda g: g[0])
 
 
-def _hashable(m: dict[str, Any], min_side: int) -> bool:
-    return bool(m.get("phash") and m.get("dhash")) and min(m.get("width", 0), m.get("height", 0)) >= min_side
-
-
 def _box_problem(bbox: Any, width: int | None, height: int | None, tol: float) -> str | None:
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
         return "malformed box (expected [x1, y1, x2, y2])"
@@ -155,9 +151,7 @@ def _box_problem(bbox: Any, width: int | None, height: int | None, tol: float) -
         return "malformed box (non-finite coordinates)"
     if x2 <= x1 or y2 <= y1:
         return f"zero or negative area box [{x1:g}, {y1:g}, {x2:g}, {y2:g}]"
-    if width is not None and height is not None and (
-        x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol
-    ):
+    if width is not None and height is not None and (x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol):
         return f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] outside the {width}x{height} image"
     return None
 
@@ -236,7 +230,7 @@ def find_issues(
         hashes = {
             r.sample_id: meta[r.sample_id]["phash"] + meta[r.sample_id]["dhash"]
             for r in usable
-            if r.media_type == "image" and _hashable(meta[r.sample_id], cfg.near_duplicate_min_side)
+            if r.media_type == "image" and hashable(meta[r.sample_id], cfg.near_duplicate_min_side)
         }
         report.near_duplicate_groups = near_duplicate_groups(hashes, cfg.near_duplicate_max_distance)
         for group in report.near_duplicate_groups:
@@ -248,9 +242,7 @@ def find_issues(
         label_sets = {sid: tuple(sorted(set(by_id[sid].labels()))) for sid in group}
         distinct = {labels for labels in label_sets.values() if labels}
         if cfg.conflicting_labels and len(distinct) > 1:
-            report.conflicts.append(
-                {"samples": group, "labels": {str(s): list(lab) for s, lab in label_sets.items()}}
-            )
+            report.conflicts.append({"samples": group, "labels": {str(s): list(lab) for s, lab in label_sets.items()}})
             names = " vs ".join("/".join(lab) for lab in sorted(distinct))
             for sid in group:
                 exclude(sid, "conflicting_labels", f"conflicting labels in duplicate group {group}: {names}")

@@ -28,24 +28,13 @@ if TYPE_CHECKING:
     from dlforge.workspace import Workspace
 
 
-#: Below this side a perceptual hash sees too few pixels to tell images apart (8x8 digits all collide).
-MIN_HASH_SIDE = 32
-
-
-def hashable_image(meta: dict[str, Any]) -> bool:
-    """Whether an image's perceptual hashes are meaningful enough to call it a near duplicate."""
-    return bool(meta.get("dhash")) and min(meta.get("width", 0), meta.get("height", 0)) >= MIN_HASH_SIDE
-
-
 def copy_items(s: Session, from_version: int, to_version: int) -> None:
     """Copy every item row of one version into another (one INSERT ... SELECT)."""
     cols = ("uid", "sample_id", "name", "split", "excluded", "annotations")
     s.execute(
         insert(ItemRow).from_select(
             ("version_id", *cols),
-            select(to_version, *(getattr(ItemRow, c) for c in cols)).where(
-                ItemRow.version_id == from_version
-            ),
+            select(to_version, *(getattr(ItemRow, c) for c in cols)).where(ItemRow.version_id == from_version),
         )
     )
 
@@ -333,37 +322,27 @@ class DatasetVersion:
             config = config.model_copy(update=checks) if hasattr(config, "model_copy") else config
         records = self.records()
         report = find_issues(records, self.classes, config)
-        changes = {
-            uid: ItemChange(excluded=reason, fields={"excluded"}) for uid, reason in report.excluded.items()
-        }
+        changes = {uid: ItemChange(excluded=reason, fields={"excluded"}) for uid, reason in report.excluded.items()}
         summary = report.to_dict()
         details = {
-            k: v
-            for k, v in summary.items()
-            if k not in ("excluded", "near_duplicate_groups", "bad_annotations")
+            k: v for k, v in summary.items() if k not in ("excluded", "near_duplicate_groups", "bad_annotations")
         }
         details["excluded"] = len(report.excluded)
-        new = self.derive(
-            "clean", message or f"clean: excluded {len(report.excluded)} items", changes, details=details
-        )
+        new = self.derive("clean", message or f"clean: excluded {len(report.excluded)} items", changes, details=details)
         return CleanResult(new, report)
 
     def split(
         self, val: float = 0.1, test: float = 0.1, seed: int = 0, *, message: str | None = None
     ) -> DatasetVersion:
         """Stratified train/val/test assignment; near-duplicate groups stay together."""
-        from dlforge.data.neardup import near_duplicate_groups
+        from dlforge.data.neardup import hashable, near_duplicate_groups
         from dlforge.data.split import assign_splits
 
         records = self.records()
         if not records:
             raise InputError(f"{self.ref}: no active samples to split")
         # The same perceptual hashes clean uses (phash + dhash); texts group by their normalised form.
-        hashes = {
-            r.sample_id: r.meta["phash"] + r.meta["dhash"]
-            for r in records
-            if r.meta.get("phash") and hashable_image(r.meta)
-        }
+        hashes = {r.sample_id: r.meta["phash"] + r.meta["dhash"] for r in records if hashable(r.meta)}
         groups = near_duplicate_groups(hashes) if hashes else []
         same: dict[str, list[int]] = defaultdict(list)
         for r in records:
@@ -411,9 +390,7 @@ class DatasetVersion:
         classes = self.classes
         unknown = [c for c in mapping if c not in classes]
         if unknown:
-            raise InputError(
-                f"{self.ref}: class(es) {', '.join(map(repr, unknown))} not in the class list {classes}"
-            )
+            raise InputError(f"{self.ref}: class(es) {', '.join(map(repr, unknown))} not in the class list {classes}")
         new_classes: list[str] = []
         for c in classes:
             n = mapping.get(c, c)
@@ -503,9 +480,7 @@ class DatasetVersion:
             next_uid = self.ws._next_uid(s, parent.dataset_id)
             sample_ids = dict(
                 s.execute(
-                    select(SampleRow.sha256, SampleRow.id).where(
-                        SampleRow.sha256.in_({r.sha256 for r in theirs})
-                    )
+                    select(SampleRow.sha256, SampleRow.id).where(SampleRow.sha256.in_({r.sha256 for r in theirs}))
                 ).all()
             )
             s.execute(
@@ -548,9 +523,7 @@ class DatasetVersion:
             changes[uid] = ItemChange(annotations=anns, fields={"annotations"})
         return self.derive("review_flags", message or f"flag {len(changes)} samples for review", changes)
 
-    def export(
-        self, format: str, out: str | Path, *, split: str | None = None, **options: Any
-    ) -> dict[str, Any]:
+    def export(self, format: str, out: str | Path, *, split: str | None = None, **options: Any) -> dict[str, Any]:
         """Write the version (or one split) in a dataset format."""
         from dlforge.data.formats import get_format
 

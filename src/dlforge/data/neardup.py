@@ -40,6 +40,17 @@ _MAX_BAND_BITS = 22
 _BATCH_PAIRS = 1 << 21
 
 
+#: Below this side a perceptual hash sees too few pixels to tell images apart (8x8 digits all collide).
+MIN_HASH_SIDE = 32
+
+
+def hashable(meta: dict, min_side: int = MIN_HASH_SIDE) -> bool:
+    """Whether an image's probed hashes are meaningful enough to call it a near duplicate."""
+    return (
+        bool(meta.get("phash") and meta.get("dhash")) and min(meta.get("width", 0), meta.get("height", 0)) >= min_side
+    )
+
+
 def default_max_distance(bits: int) -> int:
     """Tuned default threshold for hashes of ``bits`` bits (64: phash, 128: phash + dhash)."""
     if bits == 128:

@@ -36,12 +36,19 @@ def _hash_int(value: Any) -> int | None:
         return None
 
 
+def _big_enough(meta: dict[str, Any]) -> bool:
+    # Tiny images (8x8 digits) collide under any perceptual hash; records without a size are kept.
+    from dlforge.data.neardup import MIN_HASH_SIDE
+
+    return "width" not in meta or min(meta.get("width", 0), meta.get("height", 0)) >= MIN_HASH_SIDE
+
+
 def phash_array(records: Sequence[SampleRecord]) -> tuple[np.ndarray, list[int]]:
     """The records' 64-bit pHashes as uint64 and the indices of the records that have one."""
     vals, idx = [], []
     for i, r in enumerate(records):
         h = _hash_int(r.meta.get("phash"))
-        if h is not None:
+        if h is not None and _big_enough(r.meta):
             vals.append(h)
             idx.append(i)
     return np.array(vals, dtype=np.uint64), idx
@@ -78,7 +85,11 @@ def duplicate_groups(records: Sequence[SampleRecord], max_distance: int = 4) -> 
     if max_distance >= 0:
         from dlforge.data.neardup import near_duplicate_groups
 
-        hashes = {i: f"{h:016x}" for i, r in enumerate(records) if (h := _hash_int(r.meta.get("phash"))) is not None}
+        hashes = {
+            i: f"{h:016x}"
+            for i, r in enumerate(records)
+            if (h := _hash_int(r.meta.get("phash"))) is not None and _big_enough(r.meta)
+        }
         # Multi-index hashing (the same search cleaning uses): no N x N comparison.
         for g in near_duplicate_groups(hashes, max_distance):
             if len({records[i].sha256 for i in g}) > 1:  # all-equal content is an exact group
