@@ -381,16 +381,12 @@ class Trainer:
                         f"early stopping after epoch {epochs_completed}: no {monitor} improvement for "
                         f"{bad_epochs} epoch(s); best {_fmt(best_value)} at epoch {best_epoch}"
                     )
-                elif planned_epochs < cfg.epochs and epochs_completed >= planned_epochs:
-                    stop_reason = "time_budget"
-                    message = (
-                        f"schedule fitted to the {cfg.time_budget:g}s time budget: finished {epochs_completed} "
-                        f"of {cfg.epochs} epochs; best {monitor}={_fmt(best_value)} at epoch {best_epoch}"
-                    )
-                elif deadline is not None and epochs_completed < planned_epochs:
+                elif deadline is not None and epochs_completed < cfg.epochs:
                     now = time.monotonic()
                     remaining = deadline - now
-                    per_epoch = (now - loop_t0) / max(1, epochs_completed - start_epoch)
+                    # The last epoch predicts the next best: the first one also pays for decoding into
+                    # caches and warming up, so an average since the start would under-plan.
+                    per_epoch = now - epoch_t0
                     fit_schedule = cfg.fit_schedule_to_budget
                     if remaining <= 0 or (fit_schedule and remaining < per_epoch):
                         # Out of time at an epoch boundary (often during evaluation): stop here,
@@ -400,18 +396,22 @@ class Trainer:
                             f"time budget of {cfg.time_budget:g}s reached after epoch {epochs_completed} "
                             f"(step {global_step}); best {monitor}={_fmt(best_value)} at epoch {best_epoch}"
                         )
-                    elif fit_schedule and epochs_completed + int(remaining // per_epoch) < planned_epochs:
-                        planned_epochs = epochs_completed + int(remaining // per_epoch)
-                        _shorten_schedule(scheduler, schedule, planned_epochs)
-                        if planned_epochs < 0.9 * announced_plan:  # no event for every small re-plan
-                            announced_plan = planned_epochs
-                            sinks.event(
-                                "schedule_shortened",
-                                f"epochs take ~{per_epoch:.3g}s and {remaining:.3g}s of the time budget remain: "
-                                f"LR schedule now ends after epoch {planned_epochs} instead of {cfg.epochs}",
-                                step=global_step,
-                                level="info",
-                            )
+                    elif fit_schedule:
+                        # Re-plan both ways: epochs that got faster give the schedule back its length.
+                        new_plan = min(cfg.epochs, epochs_completed + int(remaining // per_epoch))
+                        if new_plan != planned_epochs:
+                            planned_epochs = new_plan
+                            _shorten_schedule(scheduler, schedule, planned_epochs)
+                            if planned_epochs < 0.9 * announced_plan:  # no event for every small re-plan
+                                announced_plan = planned_epochs
+                                sinks.event(
+                                    "schedule_shortened",
+                                    f"epochs take ~{per_epoch:.3g}s and {remaining:.3g}s of the time budget "
+                                    f"remain: LR schedule now ends after epoch {planned_epochs} instead of "
+                                    f"{cfg.epochs}",
+                                    step=global_step,
+                                    level="info",
+                                )
                 finished = stop_reason == "early_stopping" or (
                     stop_reason == "completed" and epochs_completed >= cfg.epochs
                 )
