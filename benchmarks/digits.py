@@ -53,7 +53,7 @@ def main() -> None:
             model="cnn-small",
             epochs=40,
             time_budget=BUDGET,
-            image_size=32,
+            image_size=16,
             hflip=False,
             lr=3e-3,
             batch_size=64,
