@@ -7,6 +7,7 @@ the whole 80%. Both are scored on the same 20% test set.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -28,6 +29,10 @@ BUDGET = 120.0
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--image-size", type=int, default=16)
+    ap.add_argument("--augment", default="light")
+    args = ap.parse_args()
     d = load_digits()
     idx = np.arange(len(d.target))
     train_idx, test_idx = train_test_split(idx, test_size=0.2, stratify=d.target, random_state=0)
@@ -53,7 +58,8 @@ def main() -> None:
             model="cnn-small",
             epochs=40,
             time_budget=BUDGET,
-            image_size=16,
+            image_size=args.image_size,
+            augment=args.augment,
             hflip=False,
             lr=3e-3,
             batch_size=64,
@@ -71,6 +77,8 @@ def main() -> None:
             "dlforge_test_accuracy": round(m["accuracy"], 4),
             "dlforge_train_s": round(train_s, 1),
             "dlforge_epochs": summary.get("epochs_done"),
+            "image_size": args.image_size,
+            "augment": args.augment,
             "budget_s": BUDGET,
             "svm_test_accuracy": round(svm_acc, 4),
             "svm_train_s": round(svm_s, 2),

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from dlforge.data.dataset import Dataset, DatasetVersion, copy_items, parse_ref
+from dlforge.data.dataset import Dataset, DatasetVersion, copy_items, parse_ref, sample_ids_by_sha
 from dlforge.data.records import ImportBatch, Skip
 from dlforge.errors import ConflictError, InputError, NotFoundError
 from dlforge.runs import Run, new_run_id
@@ -293,9 +293,7 @@ class Workspace:
             if parent is not None:
                 copy_items(s, parent.id, version.id)
             shas = {st.sha256 for st in stored}
-            existing = dict(
-                s.execute(select(SampleRow.sha256, SampleRow.id).where(SampleRow.sha256.in_(shas))).all()
-            )
+            existing = sample_ids_by_sha(s, shas)
             new_rows = {}
             for st in stored:
                 if st.sha256 not in existing and st.sha256 not in new_rows:
@@ -307,11 +305,7 @@ class Workspace:
                     }
             if new_rows:
                 s.execute(insert(SampleRow), list(new_rows.values()))
-                existing.update(
-                    s.execute(
-                        select(SampleRow.sha256, SampleRow.id).where(SampleRow.sha256.in_(list(new_rows)))
-                    ).all()
-                )
+                existing.update(sample_ids_by_sha(s, new_rows))
             uid = self._next_uid(s, ds.id)
             rows = []
             for i, st in enumerate(stored):

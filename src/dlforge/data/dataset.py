@@ -39,6 +39,16 @@ def copy_items(s: Session, from_version: int, to_version: int) -> None:
     )
 
 
+def sample_ids_by_sha(s: Session, shas: Iterable[str], chunk: int = 5000) -> dict[str, int]:
+    """sha256 -> samples.id for the given hashes (chunked: SQLite caps bound parameters per statement)."""
+    shas = list(shas)
+    out: dict[str, int] = {}
+    for i in range(0, len(shas), chunk):
+        part = shas[i : i + chunk]
+        out.update(s.execute(select(SampleRow.sha256, SampleRow.id).where(SampleRow.sha256.in_(part))).all())
+    return out
+
+
 def parse_ref(ref: str) -> tuple[str, int | None]:
     """``"name@3"`` -> ``("name", 3)``; ``"name"`` / ``"name@latest"`` -> ``("name", None)``."""
     name, _, ver = ref.partition("@")
@@ -478,11 +488,7 @@ class DatasetVersion:
             )
             copy_items(s, parent.id, new.id)
             next_uid = self.ws._next_uid(s, parent.dataset_id)
-            sample_ids = dict(
-                s.execute(
-                    select(SampleRow.sha256, SampleRow.id).where(SampleRow.sha256.in_({r.sha256 for r in theirs}))
-                ).all()
-            )
+            sample_ids = sample_ids_by_sha(s, {r.sha256 for r in theirs})
             s.execute(
                 insert(ItemRow),
                 [
