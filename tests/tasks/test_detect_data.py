@@ -58,8 +58,8 @@ def test_augmented_boxes_still_enclose_their_masks(aug_datasets, seed, mosaic, i
             continue
         mb = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32)
         # boxes move exactly; the mask is resampled nearest-neighbour (cache resize, then up to 2x
-        # scale jitter), which shifts its edge by up to ~1 source pixel: 2-3 output pixels
-        tol = 3.0
+        # scale jitter), which shifts its edge by up to ~1.5 source pixels: up to 3-4 output pixels
+        tol = 4.0
         assert (mb[:2] >= box[:2] - tol).all() and (mb[2:] <= box[2:] + tol).all(), (box, mb)  # encloses
         if box[0] > 0.5 and box[1] > 0.5 and box[2] < 95.5 and box[3] < 95.5:
             # not cut by the crop: the box is the mask's bbox (a cut object keeps its clipped box,

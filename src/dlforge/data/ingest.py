@@ -7,7 +7,6 @@ process where a pool's start-up would cost more than it saves.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -88,8 +87,9 @@ def store_items(
     else:
         chunk = 64
         chunks = [file_idx[k : k + chunk] for k in range(0, len(file_idx), chunk)]
-        # spawn, not fork: the parent may hold torch/OpenMP threads that fork would copy broken.
-        ctx = multiprocessing.get_context("spawn")
+        from dlforge.data.probe import pool_context
+
+        ctx = pool_context()  # fork when safe (no re-import per worker), else forkserver
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [
                 (

@@ -253,7 +253,7 @@ def _probe_chunk(chunk: list[tuple[str, str]]) -> list[dict[str, Any]]:
     return [probe_bytes_or_path(p, m) for p, m in chunk]
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
+def pool_context() -> multiprocessing.context.BaseContext:
     # fork is the cheapest start (no re-import per worker) but is unsafe when other threads
     # hold locks (a web server, a DB pool); fall back to forkserver/spawn in that case.
     methods = multiprocessing.get_all_start_methods()
@@ -298,7 +298,7 @@ def probe_many(
     chunks = [(start, work[start : start + size]) for start in range(0, n, size)]
     done = 0
     try:
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=pool_context()) as pool:
             futures = {pool.submit(_probe_chunk, chunk): start for start, chunk in chunks}
             for fut in cf.as_completed(futures):
                 start = futures[fut]
