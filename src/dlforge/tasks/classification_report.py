@@ -10,15 +10,14 @@ import numpy as np
 from dlforge.data.records import SampleRecord
 
 
-def worst_mistakes(y: np.ndarray, probs: np.ndarray, k: int = 24) -> list[int]:
-    """Indices of the most confident wrong predictions (single-label)."""
-    if y.ndim != 1:
-        wrong = np.abs((probs >= 0.5).astype(float) - y).sum(1)
-        return [int(i) for i in np.argsort(-wrong)[:k] if wrong[i] > 0]
-    pred = probs.argmax(1)
-    wrong = np.where(pred != y)[0]
-    conf = probs[wrong, pred[wrong]]
-    return [int(i) for i in wrong[np.argsort(-conf)][:k]]
+def worst_mistakes(y: np.ndarray, probs: np.ndarray, classes: list[str], k: int = 24) -> list[int]:
+    """Indices of the most confident wrong predictions; multi-label: the most wrong label sets."""
+    if y.ndim == 1:
+        from dlforge.evaluate.classification import worst_mistakes as single_label
+
+        return [row["index"] for row in single_label(y, probs, classes, k)]
+    wrong = np.abs((probs >= 0.5).astype(float) - y).sum(1)
+    return [int(i) for i in np.argsort(-wrong)[:k] if wrong[i] > 0]
 
 
 def write_classification_report(
@@ -63,7 +62,7 @@ def write_classification_report(
     if history:
         rep.add_heading("Training curves")
         rep.add_image(plot_training_curves(history), "Loss, learning rate and validation metrics per step")
-    idx = worst_mistakes(y, probs)
+    idx = worst_mistakes(y, probs, classes)
     if idx:
         rep.add_heading("Worst mistakes")
         if kind == "image":
