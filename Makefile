@@ -15,9 +15,10 @@ run: setup
 browser-deps:
 	./scripts/install-browser-deps.sh
 
+# The PostgreSQL store tests run when a local server can be started (else they skip).
 test: setup browser-deps
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -p no:cacheprovider
+	DLFORGE_TEST_POSTGRES_URL=$$(./scripts/start-test-postgres.sh) $(PY) -m pytest -q -p no:cacheprovider
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dlforge.data.dataset import Dataset, DatasetVersion, copy_items, parse_ref, sample_ids_by_sha
@@ -136,6 +137,9 @@ class Workspace:
         classes: list[str],
         details: dict[str, Any],
     ) -> VersionRow:
+        # Lock the dataset row so concurrent writers number versions one after another. (SQLite
+        # ignores FOR UPDATE; its write transactions already start with BEGIN IMMEDIATE.)
+        s.execute(select(DatasetRow.id).where(DatasetRow.id == dataset_id).with_for_update())
         number = (
             s.scalar(select(func.max(VersionRow.number)).where(VersionRow.dataset_id == dataset_id)) or 0
         ) + 1
@@ -153,6 +157,22 @@ class Workspace:
         s.add(row)
         s.flush()
         return row
+
+    def _lock_dataset(self, s: Session, name: str) -> DatasetRow | None:
+        """The dataset row, locked for this transaction (PostgreSQL; SQLite writers are serial)."""
+        return s.scalar(select(DatasetRow).where(DatasetRow.name == name).with_for_update())
+
+    def _create_dataset(self, s: Session, name: str) -> DatasetRow:
+        try:
+            with s.begin_nested():
+                ds = DatasetRow(name=name)
+                s.add(ds)
+            return ds
+        except IntegrityError:
+            # Another process created it first (PostgreSQL; its transaction has committed by now).
+            ds = self._lock_dataset(s, name)
+            assert ds is not None
+            return ds
 
     def _next_uid(self, s: Session, dataset_id: int) -> int:
         q = select(func.max(ItemRow.uid)).join(VersionRow).where(VersionRow.dataset_id == dataset_id)
@@ -257,18 +277,10 @@ class Workspace:
                 extra.setdefault(i, {})[key] = sha
         task = task or infer_task(batch)
         with self.db.write() as s:
-            ds = s.scalar(select(DatasetRow).where(DatasetRow.name == name))
-            parent = None
-            if ds is None:
-                ds = DatasetRow(name=name)
-                s.add(ds)
-                s.flush()
-            else:
-                parent = s.scalar(
-                    select(VersionRow)
-                    .where(VersionRow.dataset_id == ds.id)
-                    .order_by(VersionRow.number.desc())
-                )
+            ds = self._lock_dataset(s, name) or self._create_dataset(s, name)
+            parent = s.scalar(
+                select(VersionRow).where(VersionRow.dataset_id == ds.id).order_by(VersionRow.number.desc())
+            )
             classes = list(parent.classes) if parent else []
             classes += [c for c in batch.classes if c not in classes]
             if parent and parent.task and task and parent.task != task:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -42,7 +44,12 @@ def test_every_change_makes_a_version_and_old_versions_read_back(ws: Workspace, 
     v5 = v4.sample(n=12, seed=0)
     assert [v.number for v in (v1, v2, v3, v4, v5)] == [1, 2, 3, 4, 5]
     assert [e["operation"] for e in ws.dataset("animals").log()] == [
-        "import", "split", "merge_classes", "relabel", "sample"]
+        "import",
+        "split",
+        "merge_classes",
+        "relabel",
+        "sample",
+    ]
     assert [(r.sample_id, r.split, r.labels()) for r in ws.version("animals@1").records()] == before
     assert set(v3.classes) == {"cat", "canine"}
     assert {lab for r in v3.records() for lab in r.labels()} == {"cat", "canine"}
@@ -88,9 +95,21 @@ def test_missing_things_are_clear_errors(ws: Workspace, tmp_path: Path) -> None:
         ws.version("ghost@two")
 
 
-def _import_worker(home: str, src: str, name: str, q: multiprocessing.Queue) -> None:
+PG_URL = os.environ.get("DLFORGE_TEST_POSTGRES_URL")
+DATABASES = [
+    "sqlite",
+    pytest.param(
+        "postgres",
+        marks=pytest.mark.skipif(
+            not PG_URL, reason="set DLFORGE_TEST_POSTGRES_URL=postgresql+psycopg://... to test PostgreSQL"
+        ),
+    ),
+]
+
+
+def _import_worker(home: str, src: str, name: str, q: multiprocessing.Queue, url: str | None = None) -> None:
     try:
-        w = Workspace.open(home)
+        w = Workspace.open(home, database_url=url)
         for i in range(3):
             w.import_data(src, name, message=f"{name} {i}", workers=1)
         q.put("ok")
@@ -98,19 +117,22 @@ def _import_worker(home: str, src: str, name: str, q: multiprocessing.Queue) -> 
         q.put(repr(exc))
 
 
-def test_two_processes_importing_at_once_lose_nothing(tmp_path: Path, small_imagefolder: Path) -> None:
+@pytest.mark.parametrize("db", DATABASES)
+def test_two_processes_importing_at_once_lose_nothing(tmp_path: Path, small_imagefolder: Path, db: str) -> None:
     home = str(tmp_path / "shared-ws")
-    Workspace.open(home).close()
+    url = PG_URL if db == "postgres" else None
+    name = f"same-{uuid.uuid4().hex[:8]}"  # a PostgreSQL database outlives the test
+    Workspace.open(home, database_url=url).close()
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_import_worker, args=(home, str(small_imagefolder), "same", q)) for _ in range(2)]
+    procs = [ctx.Process(target=_import_worker, args=(home, str(small_imagefolder), name, q, url)) for _ in range(2)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(120)
     assert sorted(q.get() for _ in procs) == ["ok", "ok"]
-    w = Workspace.open(home)
-    log = w.dataset("same").log()
+    w = Workspace.open(home, database_url=url)
+    log = w.dataset(name).log()
     assert [e["number"] for e in log] == [1, 2, 3, 4, 5, 6]
     # each import adds 36 items on top of the latest version
     assert log[-1]["counts"]["total"] == 6 * 36
