@@ -15,6 +15,7 @@ version=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
 pg_ctlcluster "$version" main start >/dev/null 2>&1 || pg_ctlcluster "$version" main status >/dev/null 2>&1 || exit 0
 su postgres -c "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname='dlforge'\"" 2>/dev/null | grep -q 1 \
   || su postgres -c "psql -qc \"CREATE USER dlforge WITH PASSWORD 'dlforge'\"" >&2 || exit 0
-su postgres -c "psql -tAc \"SELECT 1 FROM pg_database WHERE datname='dlforge_test'\"" 2>/dev/null | grep -q 1 \
-  || su postgres -c "createdb -O dlforge dlforge_test" >&2 || exit 0
+# A fresh database every run: nothing from an earlier run (or another owner) leaks into the tests.
+su postgres -c "dropdb --if-exists dlforge_test" >&2 || exit 0
+su postgres -c "createdb -O dlforge dlforge_test" >&2 || exit 0
 echo "$URL"
