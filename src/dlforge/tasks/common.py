@@ -84,6 +84,18 @@ def check_classes(version: DatasetVersion, train: list[SampleRecord], *, multila
     return classes
 
 
+def check_model(name: str, task: str, image_size: int | None = None) -> Any:
+    """The registry entry of ``name``; an error if it belongs to another task or cannot take the size."""
+    from dlforge.models import get_model_info
+
+    info = get_model_info(name)
+    if info.task != task:
+        raise InputError(f"model {name!r} is a {info.task} model, not {task}")
+    if image_size is not None and info.min_input_size and image_size < info.min_input_size:
+        raise InputError(f"image_size {image_size}: model {name} needs at least {info.min_input_size} px")
+    return info
+
+
 def environment() -> dict[str, Any]:
     import torch
 

@@ -23,6 +23,7 @@ from dlforge.data.records import SampleRecord
 from dlforge.errors import InputError
 from dlforge.tasks.common import (
     check_classes,
+    check_model,
     ensure_resumable,
     fit_prepared,
     load_splits,
@@ -236,7 +237,6 @@ def _prepare(ws: Any, run_params: dict[str, Any], data_ref: str) -> dict[str, An
     """Everything train and resume build identically from the run's parameters."""
     from dlforge.engine.config import TrainConfig
     from dlforge.engine.loader import make_loader
-    from dlforge.models import get_model_info
 
     engine_p, hp = split_params(run_params, DEFAULTS, task=TASK)
     engine_p = {**TRAIN_DEFAULTS, **engine_p}
@@ -249,12 +249,9 @@ def _prepare(ws: Any, run_params: dict[str, Any], data_ref: str) -> dict[str, An
     if not splits.val:
         raise InputError(f"{version.ref} has no val split; re-split with --val > 0 (it selects the best model)")
     name = hp["model"] or default_model()
-    info = get_model_info(name)
-    if info.task != TASK:
-        raise InputError(f"model {name!r} is a {info.task} model, not {TASK}")
+    info = check_model(name, TASK)
     size = int(hp["image_size"] or info.default_input_size or 224)
-    if info.min_input_size and size < info.min_input_size:
-        raise InputError(f"--image-size {size}: model {name} needs at least {info.min_input_size} px")
+    check_model(name, TASK, size)
     train_ds = ImageClassificationDataset(
         splits.train,
         classes,

@@ -111,13 +111,10 @@ def build_datasets(
 
 def create_detector(name: str, num_classes: int, image_size: int, **kwargs: Any) -> nn.Module:
     """A registered detector for ``num_classes`` object classes (no background class)."""
-    from dlforge.models import create_model, get_model_info
+    from dlforge.models import create_model
+    from dlforge.tasks.common import check_model
 
-    info = get_model_info(name)
-    if info.task != TASK:
-        raise InputError(f"model {name!r} is a {info.task} model, not {TASK}")
-    if info.min_input_size and image_size < info.min_input_size:
-        raise InputError(f"image_size {image_size}: model {name} needs at least {info.min_input_size} px")
+    check_model(name, TASK, image_size)
     if name.startswith("fasterrcnn"):
         kwargs.setdefault("image_size", image_size)
     if name == "det-tiny" and image_size % 32:

@@ -31,7 +31,7 @@ from torch import nn
 
 from dlforge.data.records import SampleRecord
 from dlforge.errors import InputError
-from dlforge.tasks.detection_data import IGNORE_INDEX, AugmentConfig, SegmentationDataset, load_rgb
+from dlforge.tasks.detection_data import IGNORE_INDEX, SegmentationDataset, load_rgb
 
 TASK = "semantic_segmentation"
 
@@ -73,9 +73,9 @@ def build_datasets(
     blob_resolver: Any = None,
 ) -> tuple[SegmentationDataset, SegmentationDataset]:
     """Cached train (augmented) and val (resize only) segmentation datasets."""
-    aug = {"strong": AugmentConfig.strong(), "default": AugmentConfig(), "none": AugmentConfig.none()}.get(augment)
-    if aug is None:
-        raise InputError(f"augment {augment!r}: expected strong, default or none")
+    from dlforge.tasks.object_detection import augment_config
+
+    aug = augment_config(augment)
     train_ds = SegmentationDataset(
         train_records, classes, image_size, train=True, augment=aug, blob_resolver=blob_resolver
     )
@@ -85,13 +85,10 @@ def build_datasets(
 
 def create_segmenter(name: str, num_classes: int, image_size: int, **kwargs: Any) -> nn.Module:
     """A registered segmenter with ``num_classes`` outputs (background included)."""
-    from dlforge.models import create_model, get_model_info
+    from dlforge.models import create_model
+    from dlforge.tasks.common import check_model
 
-    info = get_model_info(name)
-    if info.task != TASK:
-        raise InputError(f"model {name!r} is a {info.task} model, not {TASK}")
-    if info.min_input_size and image_size < info.min_input_size:
-        raise InputError(f"image_size {image_size}: model {name} needs at least {info.min_input_size} px")
+    check_model(name, TASK, image_size)
     return create_model(name, num_classes, task=TASK, **kwargs)
 
 
