@@ -69,6 +69,32 @@ def load_splits(version: DatasetVersion, *, task: str, media_type: str | None = 
     return Splits(by["train"], by["val"], by["test"])
 
 
+def classification_setup(
+    ws: Any,
+    run_params: dict[str, Any],
+    data_ref: str,
+    *,
+    task: str,
+    media_type: str,
+    defaults: dict[str, Any],
+    train_defaults: dict[str, Any],
+) -> tuple[Any, dict[str, Any], DatasetVersion, Splits, list[str]]:
+    """What every classification recipe checks and builds first: (config, hp, version, splits, classes)."""
+    from dlforge.engine.config import TrainConfig
+
+    engine_p, hp = split_params(run_params, defaults, task=task)
+    engine_p = {**train_defaults, **engine_p}
+    if hp["multilabel"] and engine_p.get("monitor") == "val/accuracy":
+        engine_p["monitor"] = "val/micro_f1"
+    config = TrainConfig.from_params(engine_p)
+    version = ws.version(data_ref)
+    splits = load_splits(version, task=task, media_type=media_type)
+    classes = check_classes(version, splits.train, multilabel=hp["multilabel"])
+    if not splits.val:
+        raise InputError(f"{version.ref} has no val split; re-split with --val > 0 (it selects the best model)")
+    return config, hp, version, splits, classes
+
+
 def check_classes(version: DatasetVersion, train: list[SampleRecord], *, multilabel: bool) -> list[str]:
     """Class names in output order; a class without training samples is an error."""
     classes = version.classes

@@ -22,12 +22,10 @@ from torchvision.transforms import v2
 from dlforge.data.records import SampleRecord
 from dlforge.errors import InputError
 from dlforge.tasks.common import (
-    check_classes,
     check_model,
+    classification_setup,
     ensure_resumable,
     fit_prepared,
-    load_splits,
-    split_params,
     val_metrics,
 )
 
@@ -235,19 +233,11 @@ def make_eval_fn(multilabel: bool) -> Any:
 # -- the recipe ------------------------------------------------------------------------------
 def _prepare(ws: Any, run_params: dict[str, Any], data_ref: str) -> dict[str, Any]:
     """Everything train and resume build identically from the run's parameters."""
-    from dlforge.engine.config import TrainConfig
     from dlforge.engine.loader import make_loader
 
-    engine_p, hp = split_params(run_params, DEFAULTS, task=TASK)
-    engine_p = {**TRAIN_DEFAULTS, **engine_p}
-    if hp["multilabel"] and engine_p.get("monitor") == "val/accuracy":
-        engine_p["monitor"] = "val/micro_f1"
-    config = TrainConfig.from_params(engine_p)
-    version = ws.version(data_ref)
-    splits = load_splits(version, task=TASK, media_type="image")
-    classes = check_classes(version, splits.train, multilabel=hp["multilabel"])
-    if not splits.val:
-        raise InputError(f"{version.ref} has no val split; re-split with --val > 0 (it selects the best model)")
+    config, hp, version, splits, classes = classification_setup(
+        ws, run_params, data_ref, task=TASK, media_type="image", defaults=DEFAULTS, train_defaults=TRAIN_DEFAULTS
+    )
     name = hp["model"] or default_model()
     info = check_model(name, TASK)
     size = int(hp["image_size"] or info.default_input_size or 224)
