@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from dlforge.data.neardup import DEFAULT_MAX_DISTANCE_128, MIN_HASH_SIDE, hashable, near_duplicate_groups
-from dlforge.data.probe import IMAGE_FIELDS, TEXT_FIELDS, probe_many
+from dlforge.data.probe import HASH_ALGO, IMAGE_FIELDS, TEXT_FIELDS, probe_many
 from dlforge.data.records import SampleRecord
 
 #: Check names, in the order they run; also the keys of :attr:`CleanReport.counts`.
@@ -105,7 +105,9 @@ def _metadata(records: list[SampleRecord]) -> dict[int, dict[str, Any]]:
     for r in records:
         needed = {"image": IMAGE_FIELDS, "text": TEXT_FIELDS, "row": TEXT_FIELDS}.get(r.media_type, ())
         # Media the probe does not know (yet) keep their meta: only the sha256 check applies.
-        if "error" in r.meta or all(k in r.meta for k in needed):
+        # Image hashes from an older algorithm would not compare with the others: re-probe.
+        current = r.media_type != "image" or r.meta.get("hash_algo") == HASH_ALGO
+        if "error" in r.meta or (current and all(k in r.meta for k in needed)):
             meta[r.sample_id] = r.meta
         else:
             missing.append(r)

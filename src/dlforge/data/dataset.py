@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from dlforge.data.records import SPLITS, Annotation, SampleRecord
@@ -43,9 +43,11 @@ def sample_ids_by_sha(s: Session, shas: Iterable[str], chunk: int = 5000) -> dic
     """sha256 -> samples.id for the given hashes (chunked: SQLite caps bound parameters per statement)."""
     shas = list(shas)
     out: dict[str, int] = {}
+    # One cached statement with an expanding parameter: a literal IN list compiles afresh per
+    # chunk, and compiling 5000 bound names cost more than the lookup.
+    q = select(SampleRow.sha256, SampleRow.id).where(SampleRow.sha256.in_(bindparam("shas", expanding=True)))
     for i in range(0, len(shas), chunk):
-        part = shas[i : i + chunk]
-        out.update(s.execute(select(SampleRow.sha256, SampleRow.id).where(SampleRow.sha256.in_(part))).all())
+        out.update(s.execute(q, {"shas": shas[i : i + chunk]}).all())
     return out
 
 
@@ -225,8 +227,19 @@ class DatasetVersion:
             raise InputError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
         with self.ws.db.read() as s:
             vid = self._row(s).id
+            # Plain columns, not ORM entities: building 2 mapped objects per row was most of the
+            # time of reading a large version.
             q = (
-                select(ItemRow, SampleRow)
+                select(
+                    ItemRow.uid,
+                    SampleRow.sha256,
+                    SampleRow.media_type,
+                    ItemRow.name,
+                    SampleRow.meta,
+                    ItemRow.split,
+                    ItemRow.annotations,
+                    ItemRow.excluded,
+                )
                 .join(SampleRow, ItemRow.sample_id == SampleRow.id)
                 .where(ItemRow.version_id == vid)
                 .order_by(ItemRow.uid)
@@ -235,23 +248,22 @@ class DatasetVersion:
                 q = q.where(ItemRow.split == split)
             if not include_excluded:
                 q = q.where(ItemRow.excluded.is_(None))
-            out = []
-            for item, sample in s.execute(q).all():
-                anns = [Annotation.from_dict(a) for a in item.annotations] if with_annotations else []
-                out.append(
-                    SampleRecord(
-                        sample_id=item.uid,
-                        sha256=sample.sha256,
-                        media_type=sample.media_type,
-                        name=item.name,
-                        path=self.ws.blobs.path(sample.sha256),
-                        meta=dict(sample.meta),
-                        split=item.split,
-                        annotations=anns,
-                        excluded=item.excluded,
-                    )
-                )
-        return out
+            rows = s.execute(q).all()
+        blob_path = self.ws.blobs.path
+        return [
+            SampleRecord(
+                sample_id=uid,
+                sha256=sha,
+                media_type=media_type,
+                name=name,
+                path=blob_path(sha),
+                meta=dict(meta),
+                split=split_,
+                annotations=[Annotation.from_dict(a) for a in anns] if with_annotations else [],
+                excluded=excluded,
+            )
+            for uid, sha, media_type, name, meta, split_, anns, excluded in rows
+        ]
 
     def blob_path(self, sha256: str) -> Path:
         return self.ws.blobs.path(sha256)

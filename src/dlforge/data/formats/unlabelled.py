@@ -19,6 +19,7 @@ from dlforge.data.formats._common import (
     require_root,
     safe_relative,
     walk_files,
+    walk_relative,
     write_bytes_atomic,
 )
 from dlforge.data.formats.text import decode
@@ -52,8 +53,7 @@ class UnlabelledFormat:
             raise InputError(f"{root}: unlabelled import needs a folder")
         items: list[ImportItem] = []
         skipped: list[Skip] = []
-        for path in walk_files(root):
-            rel = path.relative_to(root).as_posix()
+        for path, rel in walk_relative(root):
             if is_image(path):
                 items.append(ImportItem(rel, "image", path=path))
             elif path.suffix.lower() == ".txt":
