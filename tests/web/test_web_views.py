@@ -49,6 +49,9 @@ def test_sample_page_filters_by_split_label_review_and_pages(ws: Workspace, smal
             assert page["total"] == truth[split, label]
             assert all(s["split"] == split and s["annotations"][0]["label"] == label for s in page["samples"])
     assert sample_page(v2, split="unassigned")["total"] == 0
+    train = [r.sample_id for r in v2.records("train")]
+    paged = sample_page(v2, split="train", offset=3, limit=5)  # cut in the database
+    assert paged["total"] == len(train) and [s["uid"] for s in paged["samples"]] == train[3:8]
     pages = [sample_page(v2, offset=o, limit=10)["samples"] for o in (0, 10, 20, 30)]
     uids = [s["uid"] for p in pages for s in p]
     assert len(uids) == 36 and len(set(uids)) == 36 and [len(p) for p in pages] == [10, 10, 10, 6]

@@ -220,11 +220,26 @@ class DatasetVersion:
 
     # -- reading samples ---------------------------------------------------------------
     def records(
-        self, split: str | None = None, *, include_excluded: bool = False, with_annotations: bool = True
+        self,
+        split: str | None = None,
+        *,
+        include_excluded: bool = False,
+        with_annotations: bool = True,
+        offset: int = 0,
+        limit: int | None = None,
     ) -> list[SampleRecord]:
-        """The version's samples, ordered by their uid."""
-        if split is not None and split not in SPLITS:
-            raise InputError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+        """The version's samples, ordered by their uid.
+
+        Args:
+            split: ``train``/``val``/``test``, ``"unassigned"`` for samples without a split,
+                or None for all.
+            include_excluded: also return samples a clean excluded.
+            with_annotations: False skips building the annotation objects.
+            offset, limit: a page of the ordered list, cut in the database (the web UI's
+                sample browser reads pages of versions with 100k samples).
+        """
+        if split is not None and split not in (*SPLITS, "unassigned"):
+            raise InputError(f"split {split!r}: expected one of {', '.join(SPLITS)}, unassigned")
         with self.ws.db.read() as s:
             vid = self._row(s).id
             # Plain columns, not ORM entities: building 2 mapped objects per row was most of the
@@ -244,10 +259,16 @@ class DatasetVersion:
                 .where(ItemRow.version_id == vid)
                 .order_by(ItemRow.uid)
             )
-            if split is not None:
+            if split == "unassigned":
+                q = q.where(ItemRow.split.is_(None))
+            elif split is not None:
                 q = q.where(ItemRow.split == split)
             if not include_excluded:
                 q = q.where(ItemRow.excluded.is_(None))
+            if offset:
+                q = q.offset(offset)
+            if limit is not None:
+                q = q.limit(limit)
             rows = s.execute(q).all()
         blob_path = self.ws.blobs.path
         return [

@@ -1,7 +1,7 @@
 """Exact and near-duplicate detection over sample records (used by reports and label quality).
 
 Near-duplicates come from a perceptual hash stored in ``record.meta["phash"]``
-(imagehash's 64-bit pHash as 16 hex digits, as the store probes it). Groups are
+(a 64-bit pHash as 16 hex digits, as the store probes it; see dlforge.data.probe). Groups are
 found with :func:`dlforge.data.neardup.near_duplicate_groups` (multi-index
 hashing); :func:`near_duplicate_pairs` is a blocked brute-force pair search for
 small sets.

@@ -106,17 +106,21 @@ def sample_page(
         raise InputError(f"review {review!r}: expected one of {', '.join(REVIEW_STATES)}")
     if offset < 0 or limit < 1:
         raise InputError(f"offset {offset} / limit {limit}: expected offset >= 0 and limit >= 1")
-    unassigned = split == "unassigned"
-    records = v.records(split=None if unassigned else split)
-    if unassigned:
-        records = [r for r in records if r.split is None]
-    if label is not None:
-        records = [r for r in records if label in sample_labels(r)]
-    if review is not None:
-        records = [r for r in records if any(a.review == review for a in r.annotations)]
-    page = records[offset : offset + min(limit, MAX_PAGE)]
+    limit = min(limit, MAX_PAGE)
+    if label is None and review is None:
+        # Paged in the database: browsing a 100k-sample version reads one page, not all of it.
+        counts = v.counts()
+        total = counts["active"] if split is None else counts["splits"].get(split, 0)
+        page = v.records(split=split, offset=offset, limit=limit)
+    else:
+        records = v.records(split=split)
+        if label is not None:
+            records = [r for r in records if label in sample_labels(r)]
+        if review is not None:
+            records = [r for r in records if any(a.review == review for a in r.annotations)]
+        total, page = len(records), records[offset : offset + limit]
     return {
-        "total": len(records),
+        "total": total,
         "offset": offset,
         "samples": [
             {
