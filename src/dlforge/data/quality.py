@@ -296,18 +296,14 @@ def _duplicate_groups(records: Sequence[SampleRecord], phash_distance: int) -> l
         if ra != rb:
             parent[rb] = ra
 
-    by_sha: dict[str, int] = {}
-    for i, r in enumerate(records):
-        if r.sha256 in by_sha:
-            union(by_sha[r.sha256], i)
-        else:
-            by_sha[r.sha256] = i
-    if phash_distance >= 0:
-        from dlforge.data.report_dups import near_duplicate_pairs, phash_array
+    from dlforge.data.report_dups import duplicate_groups
 
-        hashes, idx = phash_array(records)
-        for a, b in near_duplicate_pairs(hashes, phash_distance):
-            union(idx[a], idx[b])
+    # Exact groups by sha256 and near groups by multi-index hashing (no N x N comparison),
+    # merged: a near group and an exact group sharing a member are one family.
+    found = duplicate_groups(records, phash_distance)
+    for g in (*found["exact"], *found["near"]):
+        for i in g[1:]:
+            union(g[0], i)
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(len(records)):
         groups[find(i)].append(i)

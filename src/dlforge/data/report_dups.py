@@ -3,8 +3,7 @@
 Near-duplicates come from a perceptual hash stored in ``record.meta["phash"]``
 (a 64-bit pHash as 16 hex digits, as the store probes it; see dlforge.data.probe). Groups are
 found with :func:`dlforge.data.neardup.near_duplicate_groups` (multi-index
-hashing); :func:`near_duplicate_pairs` is a blocked brute-force pair search for
-small sets.
+hashing), never by comparing all pairs.
 """
 
 from __future__ import annotations
@@ -13,13 +12,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from dlforge.data.records import SampleRecord
 
-__all__ = ["phash_array", "near_duplicate_pairs", "duplicate_groups", "leakage"]
-
-_BLOCK = 512
+__all__ = ["duplicate_groups", "leakage"]
 
 
 def _hash_int(value: Any) -> int | None:
@@ -41,33 +36,6 @@ def _big_enough(meta: dict[str, Any]) -> bool:
     from dlforge.data.neardup import MIN_HASH_SIDE
 
     return "width" not in meta or min(meta.get("width", 0), meta.get("height", 0)) >= MIN_HASH_SIDE
-
-
-def phash_array(records: Sequence[SampleRecord]) -> tuple[np.ndarray, list[int]]:
-    """The records' 64-bit pHashes as uint64 and the indices of the records that have one."""
-    vals, idx = [], []
-    for i, r in enumerate(records):
-        h = _hash_int(r.meta.get("phash"))
-        if h is not None and _big_enough(r.meta):
-            vals.append(h)
-            idx.append(i)
-    return np.array(vals, dtype=np.uint64), idx
-
-
-def near_duplicate_pairs(hashes: np.ndarray, max_distance: int) -> list[tuple[int, int]]:
-    """Index pairs ``(i, j)``, ``i < j``, whose hashes differ in at most ``max_distance`` bits."""
-    n = len(hashes)
-    out: list[tuple[int, int]] = []
-    for start in range(0, n, _BLOCK):
-        block = hashes[start : start + _BLOCK]
-        # Compare each row only with later rows: (B, N - start) distances.
-        dist = np.bitwise_count(np.bitwise_xor(block[:, None], hashes[None, start:]))
-        ii, jj = np.nonzero(dist <= max_distance)
-        jj = jj + start
-        ii = ii + start
-        keep = jj > ii
-        out.extend(zip(ii[keep].tolist(), jj[keep].tolist()))
-    return out
 
 
 def duplicate_groups(records: Sequence[SampleRecord], max_distance: int = 4) -> dict[str, list[list[int]]]:
