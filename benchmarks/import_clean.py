@@ -152,6 +152,14 @@ class PeakRSS:
         self.peak = max(self.peak, self._sample())
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (the import's pool)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def decode_floor(files: list[Path]) -> float:
     """Seconds to decode every file once with Pillow in this process."""
     t0 = time.perf_counter()
@@ -196,7 +204,9 @@ def main() -> None:
         files = sorted(folder.iterdir())
         decode_floor(files[:200])  # warm the page cache and the codecs for both measurements
         load_before = os.getloadavg()[0]
+        c0 = cpu_seconds()
         floor_s = decode_floor(files)
+        floor_cpu = cpu_seconds() - c0
         # The probe alone (every image decoded once and hashed, all cores): separates the
         # probe's share from the store's (copy, sha256, database) in the import figure.
         t0 = time.perf_counter()
@@ -205,11 +215,13 @@ def main() -> None:
 
         with PeakRSS() as rss:
             ws = Workspace.open(tmp / "ws")
+            c0 = cpu_seconds()
             t0 = time.perf_counter()
             res = ws.import_data(folder, name="bench", format="unlabelled")
             t1 = time.perf_counter()
             cleaned = res.version.clean()
             t2 = time.perf_counter()
+            work_cpu = cpu_seconds() - c0
         report = cleaned.report
         names = {r.sample_id: r.name for r in res.version.records()}
         groups = [[names[s] for s in g] for g in report.near_duplicate_groups]
@@ -228,6 +240,9 @@ def main() -> None:
             "probe_only_img_s": round(n / probe_s, 1),
             "import_s": round(t1 - t0, 2),
             "clean_s": round(t2 - t1, 2),
+            # CPU seconds per image relative to the floor's: what the pipeline costs beyond one
+            # decode, independent of how many cores were free (1.0 would be one decode an image).
+            "cpu_per_image_vs_floor": round(work_cpu / floor_cpu, 2),
             "imported": res.imported,
             "excluded": len(report.excluded),
             "near_dup_groups": len(report.near_duplicate_groups),
