@@ -96,7 +96,7 @@ def test_scheduler_drives_optimizer_lr() -> None:
     assert seen[:2] == pytest.approx([0.5, 1.0])
 
 
-def test_param_groups_split_and_skip_frozen() -> None:
+def test_param_groups_split_and_keep_frozen_for_later_unfreezing() -> None:
     model = nn.Sequential(
         nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2), nn.LayerNorm(2), nn.Embedding(5, 2)
     )
@@ -104,12 +104,16 @@ def test_param_groups_split_and_skip_frozen() -> None:
     groups = {g["name"]: g for g in param_groups(model, 0.05)}
     decay_ids = {id(p) for p in groups["decay"]["params"]}
     no_decay_ids = {id(p) for p in groups["no_decay"]["params"]}
-    assert decay_ids == {id(model[3].weight), id(model[5].weight)}
-    assert id(model[0].weight) not in decay_ids | no_decay_ids  # frozen: not optimized at all
+    # Frozen weights stay in (they get no gradient, so no update) to train once unfrozen.
+    assert decay_ids == {id(model[0].weight), id(model[3].weight), id(model[5].weight)}
     assert {id(model[0].bias), id(model[1].weight), id(model[1].bias), id(model[3].bias)} <= no_decay_ids
     assert groups["decay"]["weight_decay"] == 0.05 and groups["no_decay"]["weight_decay"] == 0.0
     opt = build_optimizer(model, TrainConfig(optimizer="adamw", weight_decay=0.05))
     assert isinstance(opt, torch.optim.AdamW) and len(opt.param_groups) == 2
+    before = model[0].weight.detach().clone()
+    model[0](torch.randn(2, 3, 3, 3)).sum().backward()  # the conv alone: its bias trains
+    opt.step()  # decoupled weight decay must not shrink a frozen weight either
+    assert torch.equal(model[0].weight, before)
 
 
 def test_make_loader_order_depends_only_on_seed_and_epoch() -> None:

@@ -506,3 +506,37 @@ def test_deterministic_mode_reproduces_a_run(tmp_path: Path) -> None:
         assert torch.equal(finals[0], finals[1])
     finally:
         torch.use_deterministic_algorithms(False)  # global switch: leave other tests unaffected
+
+
+def test_gradual_unfreezing_trains_groups_as_they_open(tmp_path: Path) -> None:
+    # The optimizer is built once, before anything is unfrozen: a group opened mid-fit must
+    # still be updated (it was left out of the optimizer before, so it silently never trained).
+    from dlforge.models import create_model
+    from dlforge.models.weights import layer_groups
+
+    torch.manual_seed(0)
+    model = create_model("cnn-small", 2)
+    groups = layer_groups(model)
+    g = torch.Generator().manual_seed(0)
+    ds = TensorDataset(torch.randn(32, 3, 16, 16, generator=g), torch.randint(0, 2, (32,), generator=g))
+    logger = MemoryLogger()
+    start = [p.detach().clone() for p in groups[0].parameters()]
+    head_start = model.head.weight.detach().clone()
+    config = cfg(epochs=1, unfreeze_every=1)
+    Trainer(config, tmp_path / "one", logger=logger, tensorboard=False).fit(
+        model, make_loader(ds, 16, shuffle=False), None, step_fn
+    )
+    # Epoch 0 trains the head only.
+    assert not torch.equal(model.head.weight, head_start)
+    assert all(torch.equal(a, b) for a, b in zip(start, groups[0].parameters()))
+    assert any(e["kind"] == "unfreeze" for e in logger.events)
+
+    config = cfg(epochs=len(groups) + 1, unfreeze_every=1)
+    torch.manual_seed(0)
+    model = create_model("cnn-small", 2)
+    groups = layer_groups(model)
+    start = [p.detach().clone() for p in groups[0].parameters()]
+    Trainer(config, tmp_path / "all", tensorboard=False).fit(model, make_loader(ds, 16, shuffle=False), None, step_fn)
+    # The input-side group opened in the last epoch and was trained then.
+    assert any(not torch.equal(a, b) for a, b in zip(start, groups[0].parameters()))
+    assert all(p.requires_grad for p in model.parameters())

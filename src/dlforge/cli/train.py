@@ -55,6 +55,11 @@ def train(
     freeze_backbone: bool = typer.Option(
         False, "--freeze-backbone", help="Train only the head (transfer learning)."
     ),
+    unfreeze_every: int | None = typer.Option(
+        None,
+        "--unfreeze-every",
+        help="Gradual unfreezing: head only for N epochs, then one more layer group every N epochs.",
+    ),
     target: str | None = typer.Option(None, "--target", help="Target column (tabular)."),
     set_: list[str] = typer.Option(
         None, "--set", help="Any other hyperparameter KEY=VALUE (JSON values), repeatable."
@@ -101,6 +106,7 @@ def train(
                 "image_size": image_size,
                 "seed": seed,
                 "weights": weights,
+                "unfreeze_every": unfreeze_every,
                 "target": target,
             }.items()
             if v is not None

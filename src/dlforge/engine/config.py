@@ -61,6 +61,10 @@ class TrainConfig(BaseModel):
             when the remaining epochs will not fit, shorten the LR schedule so it
             still decays fully, and stop at the epoch boundary where the next
             epoch would not fit.
+        unfreeze_every: Gradual unfreezing (ULMFiT-style transfer learning): the
+            first N epochs train the head only, then every N epochs one more layer
+            group opens, from the output side, until the whole model trains.
+            None (default) leaves the model's trainable flags as the task set them.
         seed: Seed of every random generator the run uses.
         deterministic: Ask PyTorch for deterministic algorithms (warn-only).
         log_every: Optimizer steps between step-level metric records (also
@@ -105,6 +109,7 @@ class TrainConfig(BaseModel):
     monitor_mode: Literal["max", "min"] = "min"
     time_budget: float | None = Field(None, gt=0)
     fit_schedule_to_budget: bool = True
+    unfreeze_every: int | None = Field(None, ge=1)
     seed: int = Field(0, ge=0)
     deterministic: bool = False
     log_every: int = Field(50, ge=1)

@@ -3,8 +3,9 @@
 Decaying a bias or a BatchNorm/LayerNorm scale pulls it towards zero without
 regularising anything useful (timm and torchvision reference recipes exclude
 them too), so parameters are split into a decay and a no-decay group.
-Parameters with ``requires_grad=False`` (frozen layers in transfer learning)
-are left out of the optimizer entirely.
+Frozen parameters (``requires_grad=False``, transfer learning) are in the
+optimizer too: they get no gradient, which torch optimizers skip (no update, no
+decay), and a layer unfrozen mid-fit (gradual unfreezing) starts training at once.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = (
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Split trainable parameters into a decayed group and a no-decay group.
+    """Split the model's parameters into a decayed group and a no-decay group.
 
     No decay for: parameters of normalisation layers, and every parameter with
     fewer than 2 dimensions (biases, scales, per-channel vectors).
@@ -50,11 +51,11 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     for module in model.modules():
         is_norm = isinstance(module, _NORM_TYPES)
         for p in module.parameters(recurse=False):
-            if not p.requires_grad or id(p) in seen:
-                continue  # frozen, or shared with an earlier module
+            if id(p) in seen:
+                continue  # shared with an earlier module
             seen.add(id(p))
             (no_decay if is_norm or p.ndim < 2 else decay).append(p)
-    if not decay and not no_decay:
+    if not any(p.requires_grad for p in (*decay, *no_decay)):
         raise InputError("model has no trainable parameters (all have requires_grad=False)")
     groups = []
     if decay:

@@ -296,6 +296,10 @@ class Trainer:
                 if epoch >= planned_epochs:
                     break
                 set_loader_epoch(train_loader, epoch)
+                if cfg.unfreeze_every is not None:
+                    opened = _unfreeze_for_epoch(model, epoch, cfg.unfreeze_every)
+                    if opened is not None:
+                        sinks.event("unfreeze", opened, step=global_step, level="info")
                 epoch_t0 = time.monotonic()
                 model.train()
                 out = self._train_epoch(
@@ -650,3 +654,22 @@ def _fmt(value: float | None) -> str:
 
 def _jsonish(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+def _unfreeze_for_epoch(model: nn.Module, epoch: int, every: int) -> str | None:
+    """Set the trainable groups for ``epoch`` of a gradual unfreeze; a message when they change.
+
+    Derived from the epoch number alone, so a resumed run gets the same flags.
+    """
+    from dlforge.models.weights import gradual_unfreeze, layer_groups
+
+    stage = epoch // every
+    total = len(layer_groups(model))
+    opened = gradual_unfreeze(model, stage)
+    if epoch % every:  # mid-stage (a resumed run): flags restored, nothing new to report
+        return None
+    if stage == 0:
+        return f"gradual unfreezing: head only, one more of {total} layer groups every {every} epoch(s)"
+    if stage > total:
+        return None
+    return f"unfroze layer group {opened} of {total}" + (" (whole model trains)" if opened == total else "")
