@@ -390,7 +390,9 @@ def load_model(run: Any) -> nn.Module:
     from dlforge.engine.checkpoint import load_best
 
     m = run.manifest()
-    model = create_detector(m["model"], len(m["classes"]), m["input"]["size"][0], **m.get("model_kwargs", {}))
+    kwargs = dict(m.get("model_kwargs", {}))
+    kwargs.pop("image_size", None)  # Faster R-CNN records it in its config; the input size rules
+    model = create_detector(m["model"], len(m["classes"]), m["input"]["size"][0], **kwargs)
     load_best(model, run.dir)
     return model.eval()
 
