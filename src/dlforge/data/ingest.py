@@ -89,7 +89,7 @@ def store_items(
         chunks = [file_idx[k : k + chunk] for k in range(0, len(file_idx), chunk)]
         from dlforge.data.probe import pool_context
 
-        ctx = pool_context()  # fork when safe (no re-import per worker), else forkserver
+        ctx = pool_context()
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [
                 (
