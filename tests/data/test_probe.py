@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import threading
 from pathlib import Path
 
 import imagehash
@@ -182,3 +183,16 @@ def test_probe_many_pool_matches_sequential_in_order(tmp_path: Path) -> None:
     assert seen and seen[-1] == len(items) and seen == sorted(seen)
     assert sum("error" in m for m in pooled) == 5
     assert probe_many(items[:10], workers=1) == pooled[:10]
+    # With another thread alive (a progress bar, a web server) the pool must not fork this
+    # process; it uses a preloaded forkserver and gives the same results.
+    from dlforge.data.probe import pool_context
+
+    stop = threading.Event()
+    waiter = threading.Thread(target=stop.wait, daemon=True)
+    waiter.start()
+    try:
+        assert pool_context().get_start_method() == "forkserver"
+        assert probe_many(items, workers=2) == pooled
+    finally:
+        stop.set()
+        waiter.join()
