@@ -16,7 +16,7 @@ __all__ = ["ModelInfo", "create_model", "get_model_info", "list_models", "regist
 # Each import registers that module's models. A module that does not exist yet is
 # skipped quietly; one that exists but fails to import is skipped with a warning, so
 # one broken task does not take the image and text models down with it.
-for _mod in ("image_classifiers", "text_classifiers", "detection", "segmentation"):
+for _mod in ("image_classifiers", "text_classifiers", "detection", "segmentation", "instance_segmentation"):
     try:
         importlib.import_module(f"dlforge.models.{_mod}")
     except ImportError as _exc:
