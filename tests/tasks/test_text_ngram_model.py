@@ -60,7 +60,9 @@ def test_ngram_bilstm_learns_negation_and_deploys_with_the_same_ngrams(ws, negat
 
 def test_wide_part_alone_is_a_linear_ngram_model_and_logits_ignore_padding() -> None:
     torch.manual_seed(0)
-    model = create_model("ngram-bilstm", 2, vocab_size=50, wide_buckets=1024, buckets=512).eval()
+    model = create_model(
+        "ngram-bilstm", 2, vocab_size=50, wide_buckets=1024, buckets=512, conv_widths=[2, 3]
+    ).eval()
     ids = torch.tensor([[2, 7, 8, 9, 0, 0, 0, 0]])
     with torch.no_grad():
         short, padded = model(ids[:, :4]), model(ids)

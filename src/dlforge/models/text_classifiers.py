@@ -298,6 +298,8 @@ class NgramBiLSTM(nn.Module):
         wide_scale: float = 20.0,
         gram_dropout: float = 0.2,
         dropout: float = 0.4,
+        conv_widths: tuple[int, ...] = (),
+        conv_channels: int = 96,
     ) -> None:
         super().__init__()
         self.ngrams, self.buckets = tuple(ngrams), buckets
@@ -314,8 +316,12 @@ class NgramBiLSTM(nn.Module):
         self.fwd = nn.LSTM(embed_dim, hidden, batch_first=True)
         self.bwd = nn.LSTM(embed_dim, hidden, batch_first=True)
         self.attn = nn.Linear(2 * hidden, 1)
+        # Optional TextCNN branch over the same embeddings: a second, differently biased
+        # reader whose max-pooled features join the BiLSTM's before the head.
+        self.conv_widths = tuple(conv_widths)
+        self.convs = nn.ModuleList(nn.Conv1d(embed_dim, conv_channels, k, padding=k - 1) for k in self.conv_widths)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(4 * hidden, num_classes)
+        self.head = nn.Linear(4 * hidden + conv_channels * len(self.conv_widths), num_classes)
         self.wide = nn.Embedding(wide_buckets, num_classes, padding_idx=0) if self.wide_ngrams else None
         if self.wide is not None:
             nn.init.zeros_(self.wide.weight)  # starts as "no opinion", like a fresh linear model
@@ -325,6 +331,8 @@ class NgramBiLSTM(nn.Module):
         if self.grams is not None:
             groups.append(self.grams)
         groups += [nn.ModuleList([self.fwd, self.bwd]), self.attn]
+        if self.convs:
+            groups.append(self.convs)
         if self.wide is not None:
             groups.append(self.wide)
         return groups
@@ -353,7 +361,16 @@ class NgramBiLSTM(nn.Module):
         scores = self.attn(h).squeeze(-1).masked_fill(~keep, torch.finfo(h.dtype).min)  # (B, L)
         attended = (h * torch.softmax(scores, dim=-1).unsqueeze(-1)).sum(1)  # (B, 2H)
         maxed = h.masked_fill(~keep.unsqueeze(-1), torch.finfo(h.dtype).min).amax(1)  # (B, 2H)
-        logits = self.head(self.dropout(torch.cat([attended, maxed], dim=1)))  # (B, C)
+        feats = [attended, maxed]
+        if self.convs:
+            xt = (x * keep.unsqueeze(-1).to(x.dtype)).transpose(1, 2)  # (B, E, L), pads zeroed
+            seq = keep.shape[1]
+            for conv in self.convs:
+                # padding k-1 on both sides: window j covers tokens j-k+1..j; keep windows
+                # ending on a real token (ReLU >= 0, so zeroed windows never win the max).
+                c = F.relu(conv(xt))[:, :, :seq] * keep.unsqueeze(1).to(x.dtype)  # (B, K, L)
+                feats.append(c.amax(-1))
+        logits = self.head(self.dropout(torch.cat(feats, dim=1)))  # (B, C)
         if self.wide is not None:
             logits = logits + self._wide_logits(ids)
         return logits
@@ -450,6 +467,8 @@ def ngram_bilstm(
     wide_scale: float = 20.0,
     gram_dropout: float = 0.2,
     dropout: float = 0.4,
+    conv_widths: tuple[int, ...] | list[int] = (),
+    conv_channels: int = 96,
 ) -> nn.Module:
     """Wide & deep n-gram BiLSTM; ``max_len`` is accepted for a uniform signature (any length works).
 
@@ -466,6 +485,8 @@ def ngram_bilstm(
         wide_scale: learning-speed multiplier of the wide part (see :class:`NgramBiLSTM`).
         gram_dropout: fraction of n-grams the wide part drops while training.
         dropout: dropout on embeddings and pooled features.
+        conv_widths: widths of an optional TextCNN branch beside the BiLSTM (empty: none).
+        conv_channels: channels per convolution width.
     """
     _check_text_args(vocab_size, max_len, dropout)
     ngrams = tuple(int(n) for n in ngrams)
@@ -490,6 +511,8 @@ def ngram_bilstm(
         wide_scale=wide_scale,
         gram_dropout=gram_dropout,
         dropout=dropout,
+        conv_widths=tuple(int(k) for k in conv_widths),
+        conv_channels=conv_channels,
     )
 
 
