@@ -1,8 +1,8 @@
-"""Synthetic shapes segmentation: unet-small vs. LR-ASPP MobileNetV3 (both from scratch), same budget.
+"""Synthetic shapes segmentation: the recipe's CPU default (seg-lite) vs. LR-ASPP MobileNetV3, from scratch.
 
-400 train / 100 val images, 3 classes + background. Prints one JSON line.
+400 train / 100 val images, 3 classes + background, 128 px. Prints one JSON line.
 
-    /work/venv/bin/python benchmarks/segment_synthetic.py [--budget 600] [--baseline-budget 0]
+    /work/venv/bin/python benchmarks/segment_synthetic.py [--budget 600] [--model seg-lite] [--baseline-budget 0]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dlforge.tasks.semantic_segmentation import (  # noqa: E402
     TRAIN_DEFAULTS,
     build_datasets,
     create_segmenter,
+    default_model,
     fit_segmenter,
 )
 
@@ -58,6 +59,7 @@ def main() -> None:
     ap.add_argument("--baseline-budget", type=float, default=0.0)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default=default_model(), help="registered segmenter (default: the recipe's CPU pick)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: 1 when the machine is busy)")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
@@ -76,7 +78,7 @@ def main() -> None:
         "threads": threads,
         "load_avg_start": round(os.getloadavg()[0], 1),
     }
-    out["dlforge"] = run("unet-small", train, val, args.size, args.budget, args.seed)
+    out["dlforge"] = run(args.model, train, val, args.size, args.budget, args.seed)
     if args.baseline_budget > 0:
         out["lraspp_mobilenet_v3"] = run(
             "lraspp_mobilenet_v3_large", train, val, args.size, args.baseline_budget, args.seed

@@ -111,6 +111,125 @@ class UNetSmall(nn.Module):
         return self.head(y)[..., :h, :w]  # (B, C, H, W)
 
 
+def _conv_bn(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class _Residual(nn.Module):
+    """Two 3x3 convolutions with an identity shortcut (deep stages train faster with it)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _conv_bn(c, c), nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.body(x))
+
+
+class _Context(nn.Module):
+    """Dilated convolutions plus a global-pooling branch at the coarsest level.
+
+    The shape of an object (a circle's curve, a triangle's corners) is decided by
+    pixels far from the one being labelled; dilation and the image-wide average give
+    every position that context for the price of a few 8x8 convolutions.
+    """
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.d2 = _conv_bn(c, c, dilation=2)
+        self.d4 = _conv_bn(c, c, dilation=4)
+        self.pool = nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.fuse = nn.Sequential(nn.Conv2d(3 * c, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.d2(x)
+        b = self.d4(a)
+        g = self.pool(x.mean((2, 3), keepdim=True)).expand_as(x)  # (B, C, h, w) image-wide context
+        return x + self.fuse(torch.cat([a, b, g], 1))
+
+
+class SegLite(nn.Module):
+    """A light encoder-decoder that works at reduced resolution and upsamples its logits.
+
+    A stride-2 stem puts every convolution at half the input side or less (the
+    full-resolution layers of a U-Net are what makes it slow on a CPU), four stride-2
+    stages reach 1/16 for a receptive field larger than the objects, a dilated +
+    global-pooling context module sits at the bottom, and a light decoder with skips
+    comes back to 1/``out_stride``, from where the logits are bilinearly upsampled to
+    the input size.
+
+    Args:
+        num_classes: output channels (background included).
+        width: channels of the stem; stages double it up to ``max_width``.
+        max_width: cap on the channels of the deep stages (keeps the step cheap).
+        out_stride: resolution of the decoder output, 2 or 4 (2: sharper edges, more cost).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        width: int = 16,
+        max_width: int = 96,
+        out_stride: int = 2,
+        blocks: tuple[int, ...] | list[int] = (0, 0, 0, 0),
+    ) -> None:
+        super().__init__()
+        if out_stride not in (2, 4):
+            raise ValueError(f"out_stride must be 2 or 4, got {out_stride}")
+        if len(blocks) != 4:
+            raise ValueError(f"blocks must give 4 residual-block counts (one per stage), got {list(blocks)}")
+        self.out_stride = out_stride
+        self.config = {"width": width, "max_width": max_width, "out_stride": out_stride, "blocks": list(blocks)}
+        self.norm = _Normalize((0.45, 0.45, 0.45), (0.25, 0.25, 0.25))
+        chans = [min(width * 2**i, max_width) for i in range(4)]  # at 1/2, 1/4, 1/8, 1/16
+        self.stages = nn.ModuleList()
+        c_prev = 3
+        for c, n in zip(chans, blocks):
+            layers = [_conv_bn(c_prev, c, stride=2), _conv_bn(c, c), *(_Residual(c) for _ in range(n))]
+            self.stages.append(nn.Sequential(*layers))
+            c_prev = c
+        self.context = _Context(chans[-1])
+        # decoder: 1/16 -> 1/8 -> 1/4 (-> 1/2), each step fuses the encoder skip of that level
+        n_up = 3 if out_stride == 2 else 2
+        self.dec = nn.ModuleList(
+            _conv_bn(chans[3 - i] + chans[2 - i], chans[2 - i]) for i in range(n_up)
+        )
+        self.head = nn.Conv2d(chans[3 - n_up], num_classes, 1)
+        # deep supervision: a class map straight from the 1/16 context features gives the
+        # shape-deciding layers a short gradient path (PSPNet-style auxiliary head)
+        self.aux_head = nn.Conv2d(chans[-1], num_classes, 1)
+        self.aux_stride = 16
+        self.aux_logits: torch.Tensor | None = None
+        """``(B, C, H/16, W/16)`` logits of the last training-mode forward (None in eval mode);
+        the segmentation recipe adds their loss and clears them."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        ph, pw = (-h) % 16, (-w) % 16
+        x = self.norm(image)
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
+        skips = []
+        for stage in self.stages:
+            x = stage(x)
+            skips.append(x)
+        y = self.context(skips.pop())
+        self.aux_logits = self.aux_head(y) if self.training else None
+        for dec in self.dec:
+            y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
+            y = dec(torch.cat([y, skips.pop()], 1))
+        y = self.head(y)
+        y = F.interpolate(y, scale_factor=float(self.out_stride), mode="bilinear", align_corners=False)
+        return y[..., :h, :w]  # (B, C, H, W)
+
+
 def _seg_example_inputs(size: int):
     def fn(batch: int, *, size: int | None = size, **_: Any) -> tuple[torch.Tensor]:
         g = torch.Generator().manual_seed(0)
@@ -140,6 +259,17 @@ _COMMON = {"task": "semantic_segmentation", "min_input_size": 32, "check_output"
 )
 def unet_small(num_classes: int, **kwargs: Any) -> UNetSmall:
     return UNetSmall(num_classes, **kwargs)
+
+
+@register_model(
+    "seg-lite",
+    default_input_size=128,
+    description="light encoder-decoder at 1/2 resolution with dilated + global context, fast from scratch on CPU",
+    example_inputs=_seg_example_inputs(64),
+    **_COMMON,
+)
+def seg_lite(num_classes: int, **kwargs: Any) -> SegLite:
+    return SegLite(num_classes, **kwargs)
 
 
 @register_model(

@@ -113,6 +113,21 @@ def make_loss(kind: str, num_classes: int, class_weights: torch.Tensor | None = 
     return loss_fn
 
 
+AUX_WEIGHT = 0.4
+"""Weight of a model's deep-supervision loss (``model.aux_logits``) next to the main loss."""
+
+
+def aux_loss(aux_logits: torch.Tensor, target: torch.Tensor, stride: int) -> torch.Tensor:
+    """Cross-entropy of coarse ``(B, C, H/stride, W/stride)`` logits against the target's cell centres.
+
+    Sampling the target at each cell's centre pixel keeps labels exact (no averaging of
+    class ids) and costs nothing; ignored pixels stay ignored.
+    """
+    h, w = aux_logits.shape[-2:]
+    coarse = target[:, stride // 2 :: stride, stride // 2 :: stride][:, :h, :w]  # (B, h', w')
+    return F.cross_entropy(aux_logits[..., : coarse.shape[1], : coarse.shape[2]], coarse, ignore_index=IGNORE_INDEX)
+
+
 def class_weights_of(dataset: SegmentationDataset, num_classes: int) -> torch.Tensor:
     """Inverse-sqrt pixel frequency weights, normalised to mean 1."""
     counts = torch.zeros(num_classes)
@@ -199,7 +214,12 @@ def fit_segmenter(
     def step_fn(m: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, int]:
         x, y = batch
         x, y = x.to(device), y.to(device)
-        return loss_fn(m(x), y), x.shape[0]
+        loss = loss_fn(m(x), y)
+        aux = getattr(m, "aux_logits", None)
+        if aux is not None:
+            loss = loss + AUX_WEIGHT * aux_loss(aux, y, m.aux_stride)
+            m.aux_logits = None  # do not keep the graph alive past the step
+        return loss, x.shape[0]
 
     def eval_fn(m: nn.Module, loader: Any, device: torch.device) -> dict[str, float]:
         metrics, _ = evaluate_segmenter(m, val_ds, device)
