@@ -7,10 +7,12 @@ handling and the loss plumbing are inherited; this module adds the mask targets,
 the mask branch at inference and the construction of the two architectures:
 
 - ``maskrcnn_resnet50_fpn``: torchvision's classic Mask R-CNN (ResNet-50 FPN).
-- ``maskrcnn_mobilenet_v3_large_fpn``: the same heads on the MobileNetV3-Large FPN
-  backbone of ``fasterrcnn_mobilenet_v3_large_fpn`` (torchvision ships no builder for
-  it; it is assembled from ``mobilenet_backbone`` and ``MaskRCNN``), light enough to
-  train on a CPU.
+- ``maskrcnn_mobilenet_v3_large_fpn``: Mask R-CNN on the MobileNetV3-Large backbone
+  (torchvision ships no builder for it; it is assembled from torchvision's parts) with
+  CPU-sized FPN and heads; meant for fine-tuning from local ImageNet/COCO weights (from
+  scratch its deep backbone does not learn in CPU minutes).
+- ``maskrcnn-tiny``: the Mask R-CNN heads on det-tiny's narrow residual backbone; it
+  learns from scratch on a CPU (the default model of the recipe).
 
 Both take ``(B, 3, H, W)`` float RGB in 0..1. Targets for :meth:`compute_loss` are
 ``{"boxes": (N, 4) xyxy, "labels": (N,) 0-based, "masks": (N, H, W) bool}`` in input
@@ -35,7 +37,7 @@ from dlforge.errors import InputError
 from dlforge.models.detection import FasterRCNNDetector, Targets, _det_example_inputs
 from dlforge.models.registry import register_model
 
-ARCHS = ("maskrcnn_resnet50_fpn", "maskrcnn_mobilenet_v3_large_fpn")
+ARCHS = ("maskrcnn_resnet50_fpn", "maskrcnn_mobilenet_v3_large_fpn", "maskrcnn-tiny")
 
 EXPORT_REFUSAL = (
     "Mask R-CNN ({model}) cannot be exported yet: bundles have no instance-mask output "
@@ -61,6 +63,8 @@ def _build_net(arch: str, num_classes: int, image_size: int, trainable_backbone_
         )
     if arch == "maskrcnn_mobilenet_v3_large_fpn":
         return _mobilenet_maskrcnn(num_classes, size_kw, trainable_backbone_layers)
+    if arch == "maskrcnn-tiny":
+        return _tiny_maskrcnn(num_classes, size_kw)
     raise InputError(f"model: unknown Mask R-CNN architecture {arch!r}; choose {', '.join(ARCHS)}")
 
 
@@ -120,6 +124,57 @@ def _mobilenet_maskrcnn(num_classes: int, size_kw: dict[str, int], trainable_lay
         mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2),
         mask_head=MaskRCNNHeads(channels, [channels, channels], 1),
         mask_predictor=MaskRCNNPredictor(channels, channels, num_classes + 1),
+        **size_kw,
+    )
+
+
+def _tiny_maskrcnn(num_classes: int, size_kw: dict[str, int], width: int = 64) -> nn.Module:
+    """Mask R-CNN heads on det-tiny's narrow residual backbone (strides 4, 8, 16) with a 64-channel FPN.
+
+    Deep ImageNet backbones need pretrained weights to be useful in minutes; this one is
+    shallow enough to learn from scratch on a CPU, and its stride-4 level keeps the
+    masks of small objects sharp.
+    """
+    from collections import OrderedDict
+
+    import torchvision.models.detection as tvd
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+    from torchvision.ops import MultiScaleRoIAlign
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+    from dlforge.models.detection import ConvBNAct, ResBlock
+
+    body = nn.Sequential(
+        OrderedDict(
+            stem=nn.Sequential(ConvBNAct(3, 16, 3, 2), ConvBNAct(16, 16)),  # /2
+            s4=nn.Sequential(ConvBNAct(16, 32, 3, 2), ResBlock(32)),  # /4
+            s8=nn.Sequential(ConvBNAct(32, 64, 3, 2), ResBlock(64), ResBlock(64)),  # /8
+            s16=nn.Sequential(ConvBNAct(64, 128, 3, 2), ResBlock(128), ResBlock(128)),  # /16
+        )
+    )
+    backbone = BackboneWithFPN(
+        body, {"s4": "0", "s8": "1", "s16": "2"}, [32, 64, 128], width, extra_blocks=LastLevelMaxPool()
+    )
+    levels = ["0", "1", "2"]
+    anchor_sizes = ((16,), (32,), (64,), (128,))  # one size per level (+ the max-pool level), as FPN does
+    return tvd.MaskRCNN(
+        backbone,
+        None,  # the predictors below carry the class count
+        rpn_anchor_generator=AnchorGenerator(anchor_sizes, ((0.5, 1.0, 2.0),) * len(anchor_sizes)),
+        rpn_pre_nms_top_n_train=1000,
+        rpn_post_nms_top_n_train=300,
+        rpn_pre_nms_top_n_test=500,
+        rpn_post_nms_top_n_test=100,
+        box_batch_size_per_image=64,
+        box_roi_pool=MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2),
+        box_head=TwoMLPHead(width * 7 * 7, 256),
+        box_predictor=FastRCNNPredictor(256, num_classes + 1),
+        mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2),
+        mask_head=MaskRCNNHeads(width, [width, width], 1),
+        mask_predictor=MaskRCNNPredictor(width, width, num_classes + 1),
         **size_kw,
     )
 
@@ -288,12 +343,23 @@ _COMMON = {
 @register_model(
     "maskrcnn_mobilenet_v3_large_fpn",
     default_input_size=320,
-    description="Mask R-CNN on the MobileNetV3-Large FPN backbone (torchvision parts), trains on CPU",
+    description="Mask R-CNN on MobileNetV3-Large FPN with CPU-sized heads (fine-tune from local weights)",
     example_inputs=_det_example_inputs(128),
     **_COMMON,
 )
 def maskrcnn_mobilenet_v3_large_fpn(num_classes: int, **kwargs: Any) -> MaskRCNNSegmenter:
     return MaskRCNNSegmenter("maskrcnn_mobilenet_v3_large_fpn", num_classes, **kwargs)
+
+
+@register_model(
+    "maskrcnn-tiny",
+    default_input_size=256,
+    description="Mask R-CNN heads on a narrow residual backbone (strides 4-16), learns from scratch on CPU",
+    example_inputs=_det_example_inputs(96),
+    **_COMMON,
+)
+def maskrcnn_tiny(num_classes: int, **kwargs: Any) -> MaskRCNNSegmenter:
+    return MaskRCNNSegmenter("maskrcnn-tiny", num_classes, **kwargs)
 
 
 @register_model(

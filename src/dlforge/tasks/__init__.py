@@ -19,6 +19,7 @@ TASKS: dict[str, str] = {
     "text_classification": "dlforge.tasks.text_classification",
     "object_detection": "dlforge.tasks.object_detection",
     "semantic_segmentation": "dlforge.tasks.semantic_segmentation",
+    "instance_segmentation": "dlforge.tasks.instance_segmentation",
     "tabular": "dlforge.tasks.tabular",
 }
 
