@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from dlforge.data.synthetic import generate_shapes, shapes_to_records  # noqa: E402
 from dlforge.engine import TrainConfig  # noqa: E402
 from dlforge.tasks.semantic_segmentation import (  # noqa: E402
+    DEFAULTS,
     TRAIN_DEFAULTS,
     build_datasets,
     create_segmenter,
@@ -35,7 +36,7 @@ CLASSES = ("circle", "square", "triangle")
 def run(name: str, train, val, size: int, budget: float, seed: int, **kw) -> dict:
     t0 = time.time()
     torch.manual_seed(seed)
-    train_ds, val_ds = build_datasets(train, val, CLASSES, size, augment="default")
+    train_ds, val_ds = build_datasets(train, val, CLASSES, size, augment=DEFAULTS["augment"])
     model = create_segmenter(name, len(CLASSES) + 1, size, **kw)
     cfg = TrainConfig(**{**TRAIN_DEFAULTS, "time_budget": budget, "device": "cpu", "seed": seed})
     with tempfile.TemporaryDirectory() as tmp:
@@ -44,6 +45,9 @@ def run(name: str, train, val, size: int, budget: float, seed: int, **kw) -> dic
     return {
         "model": name,
         "image_size": size,
+        "augment": DEFAULTS["augment"],
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
         "mIoU": round(m["miou"], 4),
         "pixel_accuracy": round(m["pixel_accuracy"], 4),
         "mean_dice": round(m["mean_dice"], 4),

@@ -116,3 +116,14 @@ def test_seg_lite_learns_three_synthetic_classes(tmp_path):
     fit = fit_segmenter(model, train_ds, val_ds, cfg, tmp_path / "run", loss="dice")
     history = [round(h["val/mIoU"], 3) for h in fit.result.history]
     assert fit.metrics["miou"] >= SEG_LITE_THRESHOLD, (fit.metrics["iou"], history)
+
+
+def test_flip_augment_only_mirrors(tmp_path):
+    # the recipe's default augmentation: no rescaling, so every sample is the cached one or its mirror
+    train_ds, _ = build_datasets(_records(tmp_path, 4, 3), [], CLASSES, 48, augment="flip")
+    for i in range(len(train_ds)):
+        cached = train_ds.items[i].semantic.long()
+        for _ in range(4):
+            x, y = train_ds[i]
+            assert x.shape == (3, 48, 48)
+            assert torch.equal(y, cached) or torch.equal(y, cached.flip(-1))
