@@ -49,7 +49,9 @@ def test_detection_and_segmentation_runs_from_a_coco_import(tmp_path):
     assert boxes.shape == (n, 20, 4) and scores.shape == (n, 20) and labels.dtype == torch.int64
     assert spec.output_names == ["boxes", "scores", "labels"] and spec.postprocess["iou_threshold"] == 0.45
 
-    srun = ss.train(ws, ref, epochs=1, batch_size=8, image_size=64, model_kwargs={"base": 8, "depth": 3})
+    srun = ss.train(
+        ws, ref, model="unet-small", epochs=1, batch_size=8, image_size=64, model_kwargs={"base": 8, "depth": 3}
+    )
     assert srun.status == "completed"
     smetrics = ss.evaluate_run(srun, "test", tmp_path / "seg.html")
     assert "miou" in smetrics and (tmp_path / "seg.html").exists()
@@ -76,6 +78,8 @@ def test_export_specs_build_deployable_bundles(tmp_path):
     )
     info = build_bundle(od.export_spec(run), tmp_path / "det-bundle")
     assert (tmp_path / "det-bundle" / "model.onnx").exists(), info
-    srun = ss.train(ws, ref, epochs=1, batch_size=8, image_size=64, model_kwargs={"base": 8, "depth": 3})
+    srun = ss.train(
+        ws, ref, model="unet-small", epochs=1, batch_size=8, image_size=64, model_kwargs={"base": 8, "depth": 3}
+    )
     build_bundle(ss.export_spec(srun), tmp_path / "seg-bundle")
     assert (tmp_path / "seg-bundle" / "model.onnx").exists()
