@@ -187,3 +187,17 @@ def test_version_without_polygons_or_masks_is_one_clear_error(tmp_path):
     msg = str(exc.value)
     assert "\n" not in msg and "no polygon or mask annotations" in msg and ref in msg
     assert ws.runs() == [] or all(r.task != "instance_segmentation" for r in ws.runs())
+
+
+def test_weights_load_from_a_torchvision_state_dict_and_a_dlforge_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    src = ins.create_segmenter("maskrcnn-tiny", 3, 96)
+    torch.save(src.net.state_dict(), tmp_path / "tv.pth")  # torchvision names: backbone.body...
+    torch.save({"model": src.state_dict()}, tmp_path / "run.pt")  # dlforge names: net.backbone.body...
+    key = "backbone.body.s8.1.conv1.0.weight"
+    for f in ("tv.pth", "run.pt"):
+        model = ins.create_segmenter("maskrcnn-tiny", 5, 96, weights=tmp_path / f)  # other class count
+        torch.testing.assert_close(model.net.state_dict()[key], src.net.state_dict()[key])
+        assert model.net.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 6
+    with pytest.raises(InputError, match="hub"):
+        ins.create_segmenter("maskrcnn-tiny", 3, 96, weights="hub")  # no torchvision weights exist for it

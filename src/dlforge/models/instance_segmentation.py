@@ -237,15 +237,30 @@ class MaskRCNNSegmenter(FasterRCNNDetector):
         return out
 
     def mask_probabilities(
-        self, features: dict[str, torch.Tensor], boxes: torch.Tensor, labels: torch.Tensor, size: tuple[int, int]
+        self,
+        features: dict[str, torch.Tensor],
+        boxes: torch.Tensor,
+        labels: torch.Tensor,
+        size: tuple[int, int],
+        valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Mask branch on given boxes: ``(B, M, 4)`` boxes + ``(B, M)`` labels -> ``(B, M, 28, 28)`` probabilities."""
+        """Mask branch on given boxes: ``(B, M, 4)`` boxes + ``(B, M)`` labels -> ``(B, M, 28, 28)`` probabilities.
+
+        Only the slots where ``valid`` ``(B, M)`` is true are computed (the rest stay 0):
+        the mask head is the costliest part of inference and most padded slots are empty.
+        """
         rh = self.net.roi_heads
         b, m = labels.shape
-        x = rh.mask_roi_pool(features, list(boxes.unbind(0)), [size] * b)  # (B*M, C, 14, 14)
-        logits = rh.mask_predictor(rh.mask_head(x))  # (B*M, K+1, 28, 28)
-        idx = (labels.reshape(-1) + 1).view(-1, 1, 1, 1).expand(-1, 1, *logits.shape[-2:])
-        return logits.gather(1, idx).sigmoid().reshape(b, m, *logits.shape[-2:])
+        r = 2 * rh.mask_roi_pool.output_size[0]  # the predictor upsamples the pooled 14x14 to 28x28
+        out = boxes.new_zeros(b, m, r, r)
+        valid = torch.ones_like(labels, dtype=torch.bool) if valid is None else valid
+        if not valid.any():
+            return out
+        x = rh.mask_roi_pool(features, [boxes[i][valid[i]] for i in range(b)], [size] * b)  # (V, C, 14, 14)
+        logits = rh.mask_predictor(rh.mask_head(x))  # (V, K+1, 28, 28)
+        idx = (labels[valid] + 1).view(-1, 1, 1, 1).expand(-1, 1, *logits.shape[-2:])
+        out[valid] = logits.gather(1, idx)[:, 0].sigmoid()
+        return out
 
     @torch.no_grad()
     def predict_with_masks(
@@ -270,7 +285,7 @@ class MaskRCNNSegmenter(FasterRCNNDetector):
             )
         finally:
             del self._shared_features
-        masks = self.mask_probabilities(features, boxes, labels, size)
+        masks = self.mask_probabilities(features, boxes, labels, size, valid=scores > 0)
         return boxes, scores, labels, masks
 
     def _features(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
