@@ -295,9 +295,9 @@ class NgramBiLSTM(nn.Module):
         buckets: int = 100_003,
         wide_ngrams: tuple[int, ...] = (1, 2, 3),
         wide_buckets: int = 262_144,
-        wide_scale: float = 20.0,
+        wide_scale: float = 10.0,
         gram_dropout: float = 0.2,
-        dropout: float = 0.4,
+        dropout: float = 0.5,
         conv_widths: tuple[int, ...] = (),
         conv_channels: int = 96,
     ) -> None:
@@ -464,9 +464,9 @@ def ngram_bilstm(
     buckets: int = 100_003,
     wide_ngrams: tuple[int, ...] | list[int] = (1, 2, 3),
     wide_buckets: int = 262_144,
-    wide_scale: float = 20.0,
+    wide_scale: float = 10.0,
     gram_dropout: float = 0.2,
-    dropout: float = 0.4,
+    dropout: float = 0.5,
     conv_widths: tuple[int, ...] | list[int] = (),
     conv_channels: int = 96,
 ) -> nn.Module:
