@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -43,6 +49,22 @@ def test_detection_and_segmentation_runs_from_a_coco_import(tmp_path):
     path = ws.version(ref).records(split="test")[0].path
     pred = od.predict_images(run, [path], draw_dir=tmp_path / "drawn")[0]
     assert "detections" in pred and (tmp_path / "drawn").exists()
+    # The CLI predicts from a run id as well as from a bundle, drawing when asked; a bad file is
+    # skipped and reported, the rest predicted.
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlforge.cli.main", "predict", run.id, str(path), str(bad)]
+        + ["--draw", str(tmp_path / "cli"), "--json"],
+        env={**os.environ, "DLFORGE_HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["run"] == run.id and [p["input"] for p in res["predictions"]] == [str(path)]
+    assert res["skipped"][0]["input"] == str(bad) and Path(res["predictions"][0]["drawn"]).is_file()
     spec = od.export_spec(run)
     boxes, scores, labels = spec.model(spec.example_inputs)
     n = spec.example_inputs.shape[0]

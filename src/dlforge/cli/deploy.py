@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from dlforge.cli.common import JSON_HELP, emit, err
-from dlforge.errors import DlforgeError, InputError
+from dlforge.errors import DlforgeError, InputError, NotFoundError
 
 
 def export(
@@ -56,18 +56,88 @@ def _cli_input(arg: str, kind: str) -> Any:
     return arg
 
 
+def _predict_with_run(run_id: str, inputs: list[str], draw: Path | None) -> dict[str, Any]:
+    """Predict image files with a run's best checkpoint (torch) through its task recipe."""
+    from PIL import Image
+
+    from dlforge.cli.common import workspace
+    from dlforge.tasks import get_task
+
+    try:
+        run = workspace().run(run_id)
+    except NotFoundError:
+        raise NotFoundError(f"{run_id}: neither a bundle directory nor a run id of this workspace") from None
+    recipe = get_task(run.task)
+    predict_images = getattr(recipe, "predict_images", None)
+    if predict_images is None:
+        raise InputError(
+            f"run {run.id}: predicting from a run works for detection and segmentation runs; for "
+            f"{run.task} export a bundle first (dlforge export {run.id} --out bundle/) and predict with it"
+        )
+    good: list[str] = []
+    skipped: list[dict[str, str]] = []
+    for arg in inputs:  # check every file first: one bad image must not stop the batch
+        try:
+            with Image.open(arg) as im:
+                im.verify()
+            good.append(arg)
+        except (OSError, SyntaxError, ValueError) as exc:
+            skipped.append({"input": arg, "error": f"{arg}: not a readable image ({exc})"})
+    if not good:
+        raise InputError(f"no input could be predicted; first problem: {skipped[0]['error']}")
+    rows = predict_images(run, good, draw_dir=draw)
+    predictions = [{"input": arg, **{k: v for k, v in row.items() if k != "path"}} for arg, row in zip(good, rows)]
+    return {"run": run.id, "task": run.task, "predictions": predictions, "skipped": skipped}
+
+
 def predict(
-    bundle: Path = typer.Argument(..., help="Bundle directory."),
+    bundle: Path = typer.Argument(
+        ..., help="Bundle directory, or a run id (detection/segmentation runs predict with torch)."
+    ),
     inputs: list[str] = typer.Argument(..., help="Image files, or texts for text bundles (@FILE reads a file)."),
     top_k: int = typer.Option(5, "--top-k", help="Labels listed per classification."),
     draw: Path | None = typer.Option(None, "--draw", help="Write images with the predictions drawn here."),
     threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime threads."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Predict with a bundle (ONNX Runtime, no torch); bad inputs are skipped and reported.
+    """Predict with a bundle (ONNX Runtime, no torch) or a run; bad inputs are skipped and reported.
 
       dlforge predict bundles/digits seven.png three.png --json
+
+      dlforge predict RUN_ID shelf.jpg --draw out/      # a detection/segmentation run, drawn
     """
+    if not bundle.is_dir():
+        result = _predict_with_run(str(bundle), inputs, draw)
+    else:
+        result = _predict_with_bundle(bundle, inputs, top_k, draw, threads)
+
+    def human(d: dict[str, Any]) -> None:
+        for p in d["predictions"]:
+            if "label" in p:
+                err.print(f"{p['input']}: [bold]{p['label']}[/] {p['score']:.3f}")
+            elif "detections" in p or "instances" in p:
+                found = p.get("detections", p.get("instances", []))
+                dets = ", ".join(f"{x['label']} {x['score']:.2f}" for x in found)
+                err.print(f"{p['input']}: {len(found)} objects {dets}")
+            elif "labels" in p:
+                err.print(f"{p['input']}: {', '.join(p['labels']) or '(none)'}")
+            else:
+                err.print(f"{p['input']}: mask {p.get('width')}x{p.get('height')} {p.get('pixel_counts')}")
+            if p.get("drawn"):
+                err.print(f"  drawn: {p['drawn']}")
+        for s in d["skipped"]:
+            err.print(f"[yellow]skipped[/] {s['input']}: {s['error']}")
+
+    if not as_json:
+        # Masks are large; the human form shows counts only.
+        for p in result["predictions"]:
+            p.pop("mask", None)
+    emit(result, as_json, human)
+
+
+def _predict_with_bundle(
+    bundle: Path, inputs: list[str], top_k: int, draw: Path | None, threads: int | None
+) -> dict[str, Any]:
     from dlforge.deploy import BundleError, Predictor
     from dlforge.deploy.results import result_to_json
 
@@ -92,27 +162,7 @@ def predict(
         predictions.append(row)
     if not predictions and skipped:
         raise BundleError(f"no input could be predicted; first problem: {skipped[0]['error']}")
-    result = {"bundle": str(bundle), "task": predictor.task, "predictions": predictions, "skipped": skipped}
-
-    def human(d: dict[str, Any]) -> None:
-        for p in d["predictions"]:
-            if "label" in p:
-                err.print(f"{p['input']}: [bold]{p['label']}[/] {p['score']:.3f}")
-            elif "detections" in p:
-                dets = ", ".join(f"{x['label']} {x['score']:.2f}" for x in p["detections"])
-                err.print(f"{p['input']}: {len(p['detections'])} objects {dets}")
-            elif "labels" in p:
-                err.print(f"{p['input']}: {', '.join(p['labels']) or '(none)'}")
-            else:
-                err.print(f"{p['input']}: mask {p.get('width')}x{p.get('height')} {p.get('pixel_counts')}")
-        for s in d["skipped"]:
-            err.print(f"[yellow]skipped[/] {s['input']}: {s['error']}")
-
-    if not as_json:
-        # Masks are large; the human form shows counts only.
-        for p in result["predictions"]:
-            p.pop("mask", None)
-    emit(result, as_json, human)
+    return {"bundle": str(bundle), "task": predictor.task, "predictions": predictions, "skipped": skipped}
 
 
 def serve(

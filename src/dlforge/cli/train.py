@@ -10,6 +10,7 @@ import typer
 
 from dlforge.cli.common import JSON_HELP, emit, err, parse_kv, workspace
 from dlforge.errors import InputError
+from dlforge.tasks import TASKS
 
 
 def _value(text: str) -> Any:
@@ -22,8 +23,7 @@ def _value(text: str) -> Any:
 def train(
     task: str | None = typer.Argument(
         None,
-        help="image_classification | text_classification | object_detection | semantic_segmentation"
-        " | tabular (omit with --resume).",
+        help=" | ".join(TASKS) + " (omit with --resume).",
     ),
     data: str | None = typer.Option(
         None, "--data", "-d", help="Dataset version NAME[@VERSION] (latest when no version)."
