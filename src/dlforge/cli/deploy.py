@@ -66,7 +66,7 @@ def _predict_with_run(run_id: str, inputs: list[str], draw: Path | None) -> dict
     try:
         run = workspace().run(run_id)
     except NotFoundError:
-        raise NotFoundError(f"{run_id}: neither a bundle directory nor a run id of this workspace") from None
+        raise NotFoundError(f"{run_id}: does not exist (not a bundle directory, not a run id)") from None
     recipe = get_task(run.task)
     predict_images = getattr(recipe, "predict_images", None)
     if predict_images is None:
