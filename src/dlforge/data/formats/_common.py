@@ -80,8 +80,15 @@ def walk_relative(root: Path, recursive: bool = True) -> list[tuple[Path, str]]:
     visit(str(root), (), frozenset({(st.st_dev, st.st_ino)}))
     # Sorting the part tuples gives the order sorted(Path) would.
     found.sort()
-    base = str(root)
-    return [(Path(base, *parts), "/".join(parts)) for parts in found]
+    folders: dict[tuple[str, ...], Path] = {}
+    out = []
+    for parts in found:
+        # Joining a name to its (cached) folder's Path costs a third of parsing a whole path.
+        folder = folders.get(parts[:-1])
+        if folder is None:
+            folder = folders.setdefault(parts[:-1], root.joinpath(*parts[:-1]))
+        out.append((folder / parts[-1], "/".join(parts)))
+    return out
 
 
 def walk_files(root: Path, recursive: bool = True) -> Iterator[Path]:
