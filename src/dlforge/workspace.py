@@ -19,6 +19,7 @@ from dlforge.errors import ConflictError, InputError, NotFoundError
 from dlforge.runs import Run, new_run_id
 from dlforge.settings import Settings
 from dlforge.store import BlobStore, Database
+from dlforge.store.db import bulk_insert
 from dlforge.store.models import DatasetRow, ItemRow, RunRow, SampleRow, VersionRow
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
@@ -315,12 +316,9 @@ class Workspace:
                         "size": st.size,
                         "meta": st.meta,
                     }
-            # Core inserts on the tables (one executemany each): the ORM bulk path spent more
-            # time building statements per row than SQLite spent storing them.
             if new_rows:
-                table = SampleRow.__table__
-                ids = s.execute(table.insert().returning(table.c.sha256, table.c.id), list(new_rows.values()))
-                existing.update(ids.all())
+                bulk_insert(s, SampleRow.__table__, list(new_rows.values()))
+                existing.update(sample_ids_by_sha(s, new_rows))
             uid = self._next_uid(s, ds.id)
             rows = []
             for i, st in enumerate(stored):
@@ -341,7 +339,7 @@ class Workspace:
                         "annotations": anns,
                     }
                 )
-            s.execute(ItemRow.__table__.insert(), rows)
+            bulk_insert(s, ItemRow.__table__, rows)
             number = version.number
         return DatasetVersion(self, name, number)
 

@@ -136,6 +136,9 @@ def test_two_processes_importing_at_once_lose_nothing(tmp_path: Path, small_imag
     assert [e["number"] for e in log] == [1, 2, 3, 4, 5, 6]
     # each import adds 36 items on top of the latest version
     assert log[-1]["counts"]["total"] == 6 * 36
+    # JSON columns written by the bulk insert read back as objects on either database
+    recs = w.version(name).records()
+    assert all(r.annotations[0].kind == "class" and r.meta["width"] > 0 and r.meta["phash"] for r in recs)
 
 
 def test_runs_record_metrics_events_and_status(ws: Workspace) -> None:

