@@ -12,7 +12,7 @@ from dlforge.tasks.semantic_segmentation import aux_loss, build_datasets, create
 
 CLASSES = ("circle", "square", "triangle")
 THRESHOLD = 0.3  # all-background scores ~0.2; seen 0.365 (2026-11-23, one thread)
-SEG_LITE_THRESHOLD = 0.3
+SEG_LITE_THRESHOLD = 0.4  # seen 0.51 at epoch 25 of 40 (2026-11-23, one thread); unet-small gets ~0.37
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +103,7 @@ def test_seg_lite_learns_three_synthetic_classes(tmp_path):
     torch.manual_seed(0)
     model = create_segmenter("seg-lite", len(CLASSES) + 1, 48)
     cfg = TrainConfig(
-        epochs=40,
+        epochs=30,
         batch_size=8,
         lr=3e-3,
         optimizer="adamw",
