@@ -127,3 +127,10 @@ def test_flip_augment_only_mirrors(tmp_path):
             x, y = train_ds[i]
             assert x.shape == (3, 48, 48)
             assert torch.equal(y, cached) or torch.equal(y, cached.flip(-1))
+
+
+def test_unknown_augment_is_an_input_error(tmp_path):
+    from dlforge.errors import InputError
+
+    with pytest.raises(InputError, match="augment 'wild'"):
+        build_datasets(_records(tmp_path, 2, 4), [], CLASSES, 48, augment="wild")

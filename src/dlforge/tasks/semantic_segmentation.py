@@ -69,7 +69,7 @@ def build_datasets(
     classes: Sequence[str],
     image_size: int,
     *,
-    augment: str = "default",
+    augment: str = "flip",
     blob_resolver: Any = None,
 ) -> tuple[SegmentationDataset, SegmentationDataset]:
     """Cached train (augmented) and val (resize only) segmentation datasets.
@@ -85,8 +85,10 @@ def build_datasets(
 
     if augment == "flip":
         aug = AugmentConfig(hflip=0.5, scale_range=(1.0, 1.0), photometric=0.0, mosaic=0.0)
-    else:
+    elif augment in ("none", "default", "strong"):
         aug = augment_config(augment)
+    else:
+        raise InputError(f"augment {augment!r}: expected flip, none, default or strong")
     train_ds = SegmentationDataset(
         train_records, classes, image_size, train=True, augment=aug, blob_resolver=blob_resolver
     )
