@@ -39,16 +39,15 @@ def _probe(path: Path | bytes, media_type: str) -> dict[str, Any]:
 _STORES: dict[str, BlobStore] = {}
 
 
-def _ingest_file(blob_root: str, path: str, media_type: str) -> tuple[str, int, bool, dict[str, Any]]:
-    store = _STORES.get(blob_root) or _STORES.setdefault(blob_root, BlobStore(Path(blob_root)))
-    # Read once: the same bytes are hashed, stored and probed.
-    data = Path(path).read_bytes()
-    sha, created = store.put_bytes(data)
-    return sha, len(data), created, _probe(data, media_type)
-
-
 def _ingest_chunk(blob_root: str, jobs: list[tuple[str, str]]) -> list[tuple[str, int, bool, dict[str, Any]]]:
-    return [_ingest_file(blob_root, p, m) for p, m in jobs]
+    """Store and probe files; each is read once and the same bytes hashed, stored and probed."""
+    from dlforge.data.probe import probe_batch
+
+    store = _STORES.get(blob_root) or _STORES.setdefault(blob_root, BlobStore(Path(blob_root)))
+    datas = [Path(path).read_bytes() for path, _ in jobs]
+    stored = [store.put_bytes(data) for data in datas]
+    metas = probe_batch([(data, m) for data, (_, m) in zip(datas, jobs)])  # images hashed together
+    return [(sha, len(data), created, meta) for (sha, created), data, meta in zip(stored, datas, metas)]
 
 
 def workers_default() -> int:
@@ -77,12 +76,13 @@ def store_items(
         progress(done, total)
     workers = workers or workers_default()
     if len(file_idx) < POOL_THRESHOLD or workers == 1:
-        for i in file_idx:
-            it = items[i]
-            sha, size, created, meta = _ingest_file(str(blobs.root), str(it.path), it.media_type)
-            results[i] = StoredItem(it, sha, size, created, meta)
-            done += 1
-            if progress and done % 64 == 0:
+        for k in range(0, len(file_idx), 64):
+            idx = file_idx[k : k + 64]
+            jobs = [(str(items[i].path), items[i].media_type) for i in idx]
+            for i, (sha, size, created, meta) in zip(idx, _ingest_chunk(str(blobs.root), jobs)):
+                results[i] = StoredItem(items[i], sha, size, created, meta)
+            done += len(idx)
+            if progress:
                 progress(done, total)
     else:
         chunk = 64
