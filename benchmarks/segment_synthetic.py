@@ -1,4 +1,4 @@
-"""Synthetic shapes segmentation: the recipe's CPU default (seg-lite) vs. LR-ASPP MobileNetV3, from scratch.
+"""Synthetic shapes segmentation: the recipe's CPU default (or --model) vs. LR-ASPP MobileNetV3, from scratch.
 
 400 train / 100 val images, 3 classes + background, 128 px. Prints one JSON line.
 

