@@ -223,6 +223,57 @@ def run_fit(
     return result
 
 
+def record_fit(
+    run: Any,
+    manifest: dict[str, Any],
+    monitor: str,
+    fit: Callable[[], Any],
+    val_metrics: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> Any:
+    """Run a recipe's own fit function and keep the run's status, summary and manifest in step.
+
+    For the detection and segmentation recipes, whose fit functions return an object with
+    ``result`` (the engine's :class:`FitResult`) and ``metrics`` (the final validation).
+
+    Args:
+        run: The run (its manifest is written already).
+        manifest: The run's manifest; gains ``metrics`` (the ``val/`` figures) and is rewritten.
+        monitor: The metric the engine monitored.
+        fit: Trains and returns the fit object.
+        val_metrics: Maps the fit's metrics to the ``val/...`` summary entries; default: every
+            float metric ``k`` as ``val/k``.
+
+    Returns:
+        The run, finished (``failed`` after a NaN stop, else ``completed``).
+    """
+    run.set_status("running")
+    started = time.time()
+    try:
+        done = fit()
+    except BaseException as exc:
+        run.log_event("failed", f"{type(exc).__name__}: {exc}", level="error")
+        run.finish("stopped" if isinstance(exc, KeyboardInterrupt) else "failed")
+        raise
+    val = (
+        val_metrics(done.metrics)
+        if val_metrics is not None
+        else {f"val/{k}": v for k, v in done.metrics.items() if isinstance(v, float)}
+    )
+    summary = {
+        "monitor": monitor,
+        "best_metric": done.result.best_value,
+        "best_epoch": done.result.best_epoch,
+        "epochs_done": done.result.epochs_completed,
+        "stop_reason": done.result.stop_reason,
+        "train_seconds": round(time.time() - started, 2),
+        **val,
+    }
+    manifest["metrics"] = val
+    run.write_manifest(manifest)
+    run.finish("failed" if done.result.stop_reason == "nan" else "completed", summary)
+    return run
+
+
 def val_metrics(probs: np.ndarray, y: np.ndarray, multilabel: bool) -> dict[str, float]:
     """The per-epoch validation metrics of classification tasks (cheap, numpy only)."""
     if multilabel:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -419,7 +418,7 @@ def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any
     """
     from dlforge.engine.config import TrainConfig
     from dlforge.models import get_model_info
-    from dlforge.tasks.common import environment, load_splits, split_params
+    from dlforge.tasks.common import environment, load_splits, record_fit, split_params
     from dlforge.tasks.image_classification import resolve_weights
 
     engine_p, hp = split_params(params, DEFAULTS, task=TASK)
@@ -485,10 +484,11 @@ def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any
         "environment": environment(),
     }
     run.write_manifest(manifest)
-    run.set_status("running")
-    started = time.time()
-    try:
-        fit = fit_segmenter(
+    return record_fit(
+        run,
+        manifest,
+        config.monitor,
+        lambda: fit_segmenter(
             model,
             train_ds,
             val_ds,
@@ -501,24 +501,8 @@ def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any
             nms_iou=hp["nms_iou"],
             mask_threshold=hp["mask_threshold"],
             epochs_from_budget=budget_only,
-        )
-    except BaseException as exc:
-        run.log_event("failed", f"{type(exc).__name__}: {exc}", level="error")
-        run.finish("stopped" if isinstance(exc, KeyboardInterrupt) else "failed")
-        raise
-    summary = {
-        "monitor": config.monitor,
-        "best_metric": fit.result.best_value,
-        "best_epoch": fit.result.best_epoch,
-        "epochs_done": fit.result.epochs_completed,
-        "stop_reason": fit.result.stop_reason,
-        "train_seconds": round(time.time() - started, 2),
-        **{f"val/{k}": v for k, v in fit.metrics.items() if isinstance(v, float)},
-    }
-    manifest["metrics"] = {k: v for k, v in summary.items() if k.startswith("val/")}
-    run.write_manifest(manifest)
-    run.finish("failed" if fit.result.stop_reason == "nan" else "completed", summary)
-    return run
+        ),
+    )
 
 
 def load_model(run: Any) -> nn.Module:

@@ -22,7 +22,6 @@ parameters; metrics always use a low threshold and 100 detections, as COCO does.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,7 +295,7 @@ def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any
     """
     from dlforge.engine.config import TrainConfig
     from dlforge.models import get_model_info
-    from dlforge.tasks.common import environment, load_splits, split_params
+    from dlforge.tasks.common import environment, load_splits, record_fit, split_params
 
     engine_p, hp = split_params(params, DEFAULTS, task=TASK)
     budget_only = "time_budget" in engine_p and "epochs" not in engine_p
@@ -351,10 +350,11 @@ def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any
     }
     manifest["model_kwargs"].pop("arch", None)
     run.write_manifest(manifest)
-    run.set_status("running")
-    started = time.time()
-    try:
-        fit = fit_detector(
+    return record_fit(
+        run,
+        manifest,
+        config.monitor,
+        lambda: fit_detector(
             model,
             train_ds,
             val_ds,
@@ -365,24 +365,8 @@ def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any
             multiscale=bool(hp["multiscale"]),
             nms_iou=hp["nms_iou"],
             epochs_from_budget=budget_only,
-        )
-    except BaseException as exc:
-        run.log_event("failed", f"{type(exc).__name__}: {exc}", level="error")
-        run.finish("stopped" if isinstance(exc, KeyboardInterrupt) else "failed")
-        raise
-    summary = {
-        "monitor": config.monitor,
-        "best_metric": fit.result.best_value,
-        "best_epoch": fit.result.best_epoch,
-        "epochs_done": fit.result.epochs_completed,
-        "stop_reason": fit.result.stop_reason,
-        "train_seconds": round(time.time() - started, 2),
-        **{f"val/{k}": v for k, v in fit.metrics.items() if isinstance(v, float)},
-    }
-    manifest["metrics"] = {k: v for k, v in summary.items() if k.startswith("val/")}
-    run.write_manifest(manifest)
-    run.finish("failed" if fit.result.stop_reason == "nan" else "completed", summary)
-    return run
+        ),
+    )
 
 
 def load_model(run: Any) -> nn.Module:

@@ -18,7 +18,6 @@ Read top to bottom:
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,7 +273,7 @@ def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any
     """Train a segmenter on a dataset version; returns the finished :class:`~dlforge.runs.Run`."""
     from dlforge.engine.config import TrainConfig
     from dlforge.models import get_model_info
-    from dlforge.tasks.common import environment, load_splits, split_params
+    from dlforge.tasks.common import environment, load_splits, record_fit, split_params
 
     engine_p, hp = split_params(params, DEFAULTS, task=TASK)
     budget_only = "time_budget" in engine_p and "epochs" not in engine_p
@@ -318,10 +317,11 @@ def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any
         "environment": environment(),
     }
     run.write_manifest(manifest)
-    run.set_status("running")
-    started = time.time()
-    try:
-        fit = fit_segmenter(
+    return record_fit(
+        run,
+        manifest,
+        config.monitor,
+        lambda: fit_segmenter(
             model,
             train_ds,
             val_ds,
@@ -331,25 +331,9 @@ def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any
             logger=run,
             progress=progress,
             epochs_from_budget=budget_only,
-        )
-    except BaseException as exc:
-        run.log_event("failed", f"{type(exc).__name__}: {exc}", level="error")
-        run.finish("stopped" if isinstance(exc, KeyboardInterrupt) else "failed")
-        raise
-    summary = {
-        "monitor": config.monitor,
-        "best_metric": fit.result.best_value,
-        "best_epoch": fit.result.best_epoch,
-        "epochs_done": fit.result.epochs_completed,
-        "stop_reason": fit.result.stop_reason,
-        "train_seconds": round(time.time() - started, 2),
-        "val/mIoU": fit.metrics.get("miou"),
-        "val/pixel_accuracy": fit.metrics.get("pixel_accuracy"),
-    }
-    manifest["metrics"] = {k: v for k, v in summary.items() if k.startswith("val/")}
-    run.write_manifest(manifest)
-    run.finish("failed" if fit.result.stop_reason == "nan" else "completed", summary)
-    return run
+        ),
+        lambda m: {"val/mIoU": m.get("miou"), "val/pixel_accuracy": m.get("pixel_accuracy")},
+    )
 
 
 def load_model(run: Any) -> nn.Module:
