@@ -48,6 +48,13 @@ def main() -> None:
         "--model-budget", action="append", default=[], metavar="NAME=SECONDS", help="a model's own budget"
     )
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads")
+    ap.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="share of the 80%% held out as the validation split that picks the best epoch (> 0)",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="training seed of the deep models")
     args = ap.parse_args()
     load_at_start = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
@@ -61,7 +68,9 @@ def main() -> None:
     df["review"] = df["review"].astype(str).str.replace(r"\s+", " ", regex=True)  # one CSV line per row
     idx = list(range(len(df)))
     train_idx, test_idx = train_test_split(idx, test_size=0.2, stratify=df["label"], random_state=0)
-    tr_idx, val_idx = train_test_split(train_idx, test_size=0.1, stratify=df["label"].iloc[train_idx], random_state=0)
+    tr_idx, val_idx = train_test_split(
+        train_idx, test_size=args.val_fraction, stratify=df["label"].iloc[train_idx], random_state=0
+    )
 
     t0 = time.perf_counter()
     base = make_pipeline(TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True), LinearSVC(C=0.5))
@@ -82,7 +91,7 @@ def main() -> None:
             t0 = time.perf_counter()
             budget = budgets.get(name, args.budget)
             params = MODEL_PARAMS.get(name, {})
-            run = tc.train(ws, v.ref, model=name, time_budget=budget, seed=0, **{"epochs": 30, **params})
+            run = tc.train(ws, v.ref, model=name, time_budget=budget, seed=args.seed, **{"epochs": 30, **params})
             secs = time.perf_counter() - t0
             acc = tc.evaluate_run(run, "test")["accuracy"]
             results[name] = {
@@ -101,6 +110,8 @@ def main() -> None:
             "n_test": len(test_idx),
             "budget_s_per_model": args.budget,
             "threads": args.threads,
+            "val_fraction": args.val_fraction,
+            "seed": args.seed,
             "load_avg_1m_at_start": round(load_at_start, 2),
             "baseline_tfidf_linearsvc": {"test_accuracy": round(base_acc, 4), "train_s": round(base_s, 1)},
             "models": results,
