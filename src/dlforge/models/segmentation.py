@@ -261,11 +261,27 @@ def unet_small(num_classes: int, **kwargs: Any) -> UNetSmall:
     return UNetSmall(num_classes, **kwargs)
 
 
+def _seg_lite_train_loss(model: nn.Module, inputs: tuple[torch.Tensor, ...], num_classes: int) -> torch.Tensor:
+    # The loss the recipe trains with: per-pixel cross-entropy plus the auxiliary head's, so a
+    # gradient check reaches every parameter (the aux head only runs in training mode).
+    (image,) = inputs
+    logits = model(image)
+    g = torch.Generator().manual_seed(1)
+    target = torch.randint(0, num_classes, (image.shape[0], *logits.shape[-2:]), generator=g)
+    loss = nn.functional.cross_entropy(logits, target)
+    if model.aux_logits is not None:
+        aux = model.aux_logits
+        coarse = nn.functional.interpolate(target[:, None].float(), size=aux.shape[-2:], mode="nearest")
+        loss = loss + nn.functional.cross_entropy(aux, coarse[:, 0].long())
+    return loss
+
+
 @register_model(
     "seg-lite",
     default_input_size=128,
     description="light encoder-decoder at 1/2 resolution with dilated + global context, fast from scratch on CPU",
     example_inputs=_seg_example_inputs(64),
+    train_loss=_seg_lite_train_loss,
     **_COMMON,
 )
 def seg_lite(num_classes: int, **kwargs: Any) -> SegLite:
