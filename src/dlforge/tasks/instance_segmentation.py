@@ -19,7 +19,6 @@ A thin layer over the object detection pieces, read top to bottom:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import random
 from collections.abc import Sequence
@@ -40,7 +39,7 @@ from dlforge.tasks.detection_data import (
     load_rgb,
     record_targets,
 )
-from dlforge.tasks.object_detection import Image_from_item, augment_config
+from dlforge.tasks.object_detection import Image_from_item, augment_config, fit_with_engine
 
 TASK = "instance_segmentation"
 SHAPE_KINDS = ("polygon", "mask")
@@ -365,36 +364,25 @@ def fit_segmenter(
         mask_threshold: probability above which a pixel belongs to a predicted mask.
         epochs_from_budget: train as many epochs as ``config.time_budget`` holds.
     """
-    from dlforge.engine import Trainer, load_best, make_loader
-
     if len(train_ds) == 0:
         raise InputError(f"{TASK}: no usable training images")
     s = train_ds.image_size
     collate: Any = collate_detection
     if multiscale:
         collate = MaskMultiScaleCollate([v for v in range(s - 64, s + 65, 32) if v >= 64])
-    train_loader = make_loader(
+    result, config = fit_with_engine(
+        model,
         train_ds,
-        config.batch_size,
-        True,
-        config.num_workers,
-        config.seed,
-        collate_fn=collate,
-        drop_last=len(train_ds) > config.batch_size,
+        val_ds,
+        config,
+        run_dir,
+        step_fn,
+        lambda cfg: make_eval_fn(val_ds, val_truth, nms_iou, mask_threshold),
+        collate,
+        logger,
+        progress,
+        epochs_from_budget,
     )
-    val_loader = make_loader(val_ds, config.batch_size, False, 0, config.seed, collate_fn=collate_detection)
-    if epochs_from_budget and config.time_budget:
-        # the engine shortens the schedule to the budget after every epoch; give it room to plan
-        config = config.model_copy(update={"epochs": max(config.epochs, 1000), "fit_schedule_to_budget": True})
-    eval_fn = make_eval_fn(val_ds, val_truth, nms_iou, mask_threshold) if len(val_ds) else None
-    if eval_fn is None:
-        config = config.model_copy(update={"monitor": "train/loss", "monitor_mode": "min"})
-    result = Trainer(config, run_dir, logger=logger, progress=progress).fit(
-        model, train_loader, val_loader if eval_fn else None, step_fn, eval_fn
-    )
-    # no best checkpoint exists when a budget stops the run before its first epoch ends
-    with contextlib.suppress(Exception):
-        load_best(model, run_dir)
     metrics = {}
     if len(val_ds):
         metrics = evaluate_segmenter(model, val_ds, val_truth, nms_iou=nms_iou, mask_threshold=mask_threshold)[0]
@@ -402,10 +390,6 @@ def fit_segmenter(
 
 
 # ---- workspace glue ---------------------------------------------------------------------
-
-
-def _blob_resolver(ws: Any):
-    return lambda sha: ws.blobs.path(sha)
 
 
 def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any:
@@ -442,7 +426,7 @@ def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any
     torch.manual_seed(config.seed)
     weights = resolve_weights(ws, str(hp["weights"])) if hp["weights"] else None
     model = create_segmenter(name, len(classes), size, weights=weights, **(hp["model_kwargs"] or {}))
-    resolver = _blob_resolver(ws)
+    resolver = ws.blobs.path
     train_ds, val_ds = build_datasets(
         train_recs, val_recs, classes, size, augment=hp["augment"], blob_resolver=resolver
     )
@@ -522,7 +506,7 @@ def evaluate_run(run: Any, split: str = "test", report_path: Path | None = None)
     records, _ = instance_records(version.records(split=split))
     if not records:
         raise InputError(f"{version.ref} has no {split} split to evaluate on")
-    resolver = _blob_resolver(run.ws)
+    resolver = run.ws.blobs.path
     ds = DetectionDataset(records, m["classes"], m["input"]["size"][0], with_masks=True, blob_resolver=resolver)
     truth = original_truth(records, ds, resolver)
     pp = m["postprocess"]

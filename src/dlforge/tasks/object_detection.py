@@ -234,8 +234,6 @@ def fit_detector(
         epochs_from_budget: train as many epochs as ``config.time_budget`` holds (the engine
             fits the LR schedule to the budget).
     """
-    from dlforge.engine import Trainer, load_best, make_loader
-
     if len(train_ds) == 0:
         raise InputError("object_detection: no usable training images")
     s = train_ds.image_size
@@ -243,31 +241,15 @@ def fit_detector(
     if multiscale:
         sizes = [v for v in range(s - 64, s + 65, 32) if v >= 64]
         collate = MultiScaleCollate(sizes)
-    train_loader = make_loader(
-        train_ds,
-        config.batch_size,
-        True,
-        config.num_workers,
-        config.seed,
-        collate_fn=collate,
-        drop_last=len(train_ds) > config.batch_size,
+
+    def make_eval(cfg: Any) -> Any:
+        eval_fn = make_eval_fn(val_ds, nms_iou, 1)
+        eval_fn.state["final"] = cfg.epochs  # type: ignore[attr-defined]
+        return eval_fn
+
+    result, config = fit_with_engine(
+        model, train_ds, val_ds, config, run_dir, step_fn, make_eval, collate, logger, progress, epochs_from_budget
     )
-    val_loader = make_loader(val_ds, config.batch_size, False, 0, config.seed, collate_fn=collate_detection)
-    every = 1
-    if epochs_from_budget and config.time_budget:
-        # the engine shortens the schedule to the budget after every epoch; give it room to plan
-        config = config.model_copy(update={"epochs": max(config.epochs, 1000), "fit_schedule_to_budget": True})
-    eval_fn = make_eval_fn(val_ds, nms_iou, every) if len(val_ds) else None
-    if eval_fn is not None:
-        eval_fn.state["final"] = config.epochs  # type: ignore[attr-defined]
-    else:
-        config = config.model_copy(update={"monitor": "train/loss", "monitor_mode": "min"})
-    result = Trainer(config, run_dir, logger=logger, progress=progress).fit(
-        model, train_loader, val_loader if eval_fn else None, step_fn, eval_fn
-    )
-    # no best checkpoint happens when a budget stops the run before its first epoch ends
-    with contextlib.suppress(Exception):
-        load_best(model, run_dir)
     metrics = evaluate_detector(model, val_ds, nms_iou=nms_iou)[0] if len(val_ds) else {}
     return DetectorFit(
         model=model,
@@ -279,11 +261,59 @@ def fit_detector(
     )
 
 
+def fit_with_engine(
+    model: nn.Module,
+    train_ds: Any,
+    val_ds: Any,
+    config: Any,
+    run_dir: Path,
+    step: Any,
+    make_eval: Any,
+    collate: Any,
+    logger: Any = None,
+    progress: Any = None,
+    epochs_from_budget: bool = False,
+) -> tuple[Any, Any]:
+    """The engine part of every box/mask detector fit: loaders, budget planning, fit, best weights.
+
+    Args:
+        step: the recipe's ``step_fn``.
+        make_eval: ``make_eval(final_config)`` returns the epoch eval function (called only
+            when there is a validation set; without one the run monitors the train loss).
+        collate: the training batches' collate function (validation uses
+            :func:`collate_detection`).
+
+    Returns:
+        ``(FitResult, the config actually used)``; the model holds its best epoch's weights.
+    """
+    from dlforge.engine import Trainer, load_best, make_loader
+
+    train_loader = make_loader(
+        train_ds,
+        config.batch_size,
+        True,
+        config.num_workers,
+        config.seed,
+        collate_fn=collate,
+        drop_last=len(train_ds) > config.batch_size,
+    )
+    val_loader = make_loader(val_ds, config.batch_size, False, 0, config.seed, collate_fn=collate_detection)
+    if epochs_from_budget and config.time_budget:
+        # the engine shortens the schedule to the budget after every epoch; give it room to plan
+        config = config.model_copy(update={"epochs": max(config.epochs, 1000), "fit_schedule_to_budget": True})
+    eval_fn = make_eval(config) if len(val_ds) else None
+    if eval_fn is None:
+        config = config.model_copy(update={"monitor": "train/loss", "monitor_mode": "min"})
+    result = Trainer(config, run_dir, logger=logger, progress=progress).fit(
+        model, train_loader, val_loader if eval_fn else None, step, eval_fn
+    )
+    # no best checkpoint exists when a budget stops the run before its first epoch ends
+    with contextlib.suppress(Exception):
+        load_best(model, run_dir)
+    return result, config
+
+
 # ---- workspace glue -------------------------------------------------------------------------
-
-
-def _blob_resolver(ws: Any):
-    return lambda sha: ws.blobs.path(sha)
 
 
 def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any:
@@ -313,7 +343,7 @@ def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any
     torch.manual_seed(config.seed)
     model = create_detector(name, len(classes), size, **(hp["model_kwargs"] or {}))
     train_ds, val_ds = build_datasets(
-        splits.train, splits.val, classes, size, augment=hp["augment"], blob_resolver=_blob_resolver(ws)
+        splits.train, splits.val, classes, size, augment=hp["augment"], blob_resolver=ws.blobs.path
     )
     run_params = {
         **params,
@@ -388,7 +418,7 @@ def evaluate_run(run: Any, split: str = "test", report_path: Path | None = None)
     records = version.records(split=split)
     if not records:
         raise InputError(f"{version.ref} has no {split} split to evaluate on")
-    ds = DetectionDataset(records, m["classes"], m["input"]["size"][0], blob_resolver=_blob_resolver(run.ws))
+    ds = DetectionDataset(records, m["classes"], m["input"]["size"][0], blob_resolver=run.ws.blobs.path)
     metrics, preds = evaluate_detector(load_model(run), ds, nms_iou=m["postprocess"]["iou_threshold"])
     out = {"run": run.id, "split": split, "data": version.ref, "n": len(ds), **metrics}
     if report_path is not None:
@@ -468,7 +498,7 @@ def export_spec(run: Any) -> Any:
         recs = version.records(split=split)[:n]
         if not recs:
             return None
-        items, _ = prepare_records(recs, m["classes"], size, blob_resolver=_blob_resolver(run.ws))
+        items, _ = prepare_records(recs, m["classes"], size, blob_resolver=run.ws.blobs.path)
         return torch.stack([it.image for it in items]).float().div(255) if items else None
 
     wrapper = DetectionExport(load_model(run), pp["score_threshold"], pp["iou_threshold"], pp["max_detections"])

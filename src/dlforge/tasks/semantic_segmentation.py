@@ -265,10 +265,6 @@ def fit_segmenter(
 # ---- workspace glue -------------------------------------------------------------------------
 
 
-def _blob_resolver(ws: Any):
-    return lambda sha: ws.blobs.path(sha)
-
-
 def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any:
     """Train a segmenter on a dataset version; returns the finished :class:`~dlforge.runs.Run`."""
     from dlforge.engine.config import TrainConfig
@@ -294,7 +290,7 @@ def train(ws: Any, data_ref: str, *, progress: Any = None, **params: Any) -> Any
     torch.manual_seed(config.seed)
     model = create_segmenter(name, len(classes) + 1, size, **(hp["model_kwargs"] or {}))
     train_ds, val_ds = build_datasets(
-        splits.train, splits.val, classes, size, augment=hp["augment"], blob_resolver=_blob_resolver(ws)
+        splits.train, splits.val, classes, size, augment=hp["augment"], blob_resolver=ws.blobs.path
     )
     run_params = {**params, "model": name, "image_size": size}
     run = ws.create_run(TASK, run_params, version.ref)
@@ -353,7 +349,7 @@ def evaluate_run(run: Any, split: str = "test", report_path: Path | None = None)
     records = version.records(split=split)
     if not records:
         raise InputError(f"{version.ref} has no {split} split to evaluate on")
-    ds = SegmentationDataset(records, m["classes"], m["input"]["size"][0], blob_resolver=_blob_resolver(run.ws))
+    ds = SegmentationDataset(records, m["classes"], m["input"]["size"][0], blob_resolver=run.ws.blobs.path)
     metrics, preds = evaluate_segmenter(load_model(run), ds)
     out = {"run": run.id, "split": split, "data": version.ref, "n": len(ds), **metrics}
     out.pop("confusion_matrix", None)
@@ -404,7 +400,7 @@ def export_spec(run: Any) -> Any:
         recs = version.records(split=split)[:n]
         if not recs:
             return None
-        items, _ = prepare_records(recs, m["classes"], size, blob_resolver=_blob_resolver(run.ws))
+        items, _ = prepare_records(recs, m["classes"], size, blob_resolver=run.ws.blobs.path)
         return torch.stack([it.image for it in items]).float().div(255) if items else None
 
     return ExportSpec(
