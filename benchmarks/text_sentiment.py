@@ -55,6 +55,7 @@ def main() -> None:
         help="share of the 80%% held out as the validation split that picks the best epoch (> 0)",
     )
     ap.add_argument("--seed", type=int, default=0, help="training seed of the deep models")
+    ap.add_argument("--ema-decay", type=float, default=None, help="average the weights (engine ema_decay)")
     args = ap.parse_args()
     load_at_start = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
@@ -90,7 +91,7 @@ def main() -> None:
         for name in args.models.split(","):
             t0 = time.perf_counter()
             budget = budgets.get(name, args.budget)
-            params = MODEL_PARAMS.get(name, {})
+            params = {**MODEL_PARAMS.get(name, {}), **({"ema_decay": args.ema_decay} if args.ema_decay else {})}
             run = tc.train(ws, v.ref, model=name, time_budget=budget, seed=args.seed, **{"epochs": 30, **params})
             secs = time.perf_counter() - t0
             acc = tc.evaluate_run(run, "test")["accuracy"]

@@ -71,8 +71,11 @@ class Crash(RuntimeError):
     pass
 
 
-def test_resume_is_bitwise_equal_to_uninterrupted_run(tmp_path: Path) -> None:
-    config = cfg(epochs=4, lr=0.05, momentum=0.9, scheduler="cosine", warmup_epochs=1, weight_decay=1e-3, seed=7)
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_resume_is_bitwise_equal_to_uninterrupted_run(tmp_path: Path, ema_decay: float | None) -> None:
+    config = cfg(
+        epochs=4, lr=0.05, momentum=0.9, scheduler="cosine", warmup_epochs=1, weight_decay=1e-3, seed=7
+    ).model_copy(update={"ema_decay": ema_decay})
     ds, val = make_data(80), make_data(40, seed=1)
 
     def loaders():
@@ -110,6 +113,10 @@ def test_resume_is_bitwise_equal_to_uninterrupted_run(tmp_path: Path) -> None:
     assert "resumed" in logger.event_kinds()
     for (name, a), b in zip(ref.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), f"{name} differs after resume"
+    best_ref = load_checkpoint(tmp_path / "ref" / "checkpoints" / "best.pt")["model"]
+    best_resumed = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["model"]
+    for name, a in best_ref.items():  # with EMA: the averaged weights survive the resume too
+        assert torch.equal(a, best_resumed[name]), f"best {name} differs after resume"
 
     # The run is finished now: resuming it again is a user error.
     with pytest.raises(InputError, match="already finished"):
@@ -540,3 +547,27 @@ def test_gradual_unfreezing_trains_groups_as_they_open(tmp_path: Path) -> None:
     # The input-side group opened in the last epoch and was trained then.
     assert any(not torch.equal(a, b) for a, b in zip(start, groups[0].parameters()))
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_ema_weights_are_validated_and_kept_as_best(tmp_path: Path) -> None:
+    # Record the weights after every optimizer step (seen at the next step's call) and check
+    # that the best checkpoint holds exactly their exponential moving average.
+    decay = 0.8
+    ds = make_data(64)
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def recording_step(model: nn.Module, batch, device: torch.device) -> torch.Tensor:
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return step_fn(model, batch, device)
+
+    model = make_mlp(seed=3)
+    config = cfg(epochs=1, ema_decay=decay)
+    Trainer(config, tmp_path, tensorboard=False).fit(model, make_loader(ds, 16, shuffle=False), None, recording_step)
+    after_steps = seen[1:] + [{k: v.detach().clone() for k, v in model.state_dict().items()}]
+    expected = dict(after_steps[0])
+    for w in after_steps[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * w[k] for k in expected}
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")["model"]
+    for k, v in expected.items():
+        assert torch.allclose(best[k], v, atol=1e-6), k
+    assert not torch.allclose(best["0.weight"], model.state_dict()["0.weight"])  # not the last step's

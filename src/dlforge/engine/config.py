@@ -61,6 +61,10 @@ class TrainConfig(BaseModel):
             when the remaining epochs will not fit, shorten the LR schedule so it
             still decays fully, and stop at the epoch boundary where the next
             epoch would not fit.
+        ema_decay: Keep an exponential moving average of the weights (decay per
+            optimizer step, e.g. 0.999; None: off). Validation, the best checkpoint and
+            so every export use the averaged weights, which are usually smoother and a
+            little more accurate than the last step's.
         unfreeze_every: Gradual unfreezing (ULMFiT-style transfer learning): the
             first N epochs train the head only, then every N epochs one more layer
             group opens, from the output side, until the whole model trains.
@@ -110,6 +114,7 @@ class TrainConfig(BaseModel):
     time_budget: float | None = Field(None, gt=0)
     fit_schedule_to_budget: bool = True
     unfreeze_every: int | None = Field(None, ge=1)
+    ema_decay: float | None = Field(None, gt=0, lt=1)
     seed: int = Field(0, ge=0)
     deterministic: bool = False
     log_every: int = Field(50, ge=1)

@@ -223,6 +223,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         model.to(device)
         optimizer = build_optimizer(model, cfg)
+        ema = _make_ema(unwrap_model(model), cfg.ema_decay) if cfg.ema_decay is not None else None
         scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
         schedule: LrSchedule = scheduler.lr_lambdas[0]
         groups = layer_groups(model)
@@ -245,6 +246,8 @@ class Trainer:
                 schedule.steps_per_epoch = steps_per_epoch
                 schedule.set_epochs(cfg.epochs)
                 precision.load_state_dict(state.get("scaler"))
+                if ema is not None:
+                    ema.load_state_dict(state["ema"])
             except (RuntimeError, ValueError, KeyError) as exc:
                 first = (str(exc).strip().splitlines() or ["state mismatch"])[0]
                 raise InputError(f"cannot resume from {ckpt_last}: it does not fit this model: {first}") from None
@@ -318,6 +321,7 @@ class Trainer:
                     global_step=global_step,
                     total_steps=total_steps,
                     deadline=deadline,
+                    ema=ema,
                 )
                 global_step = out.global_step
                 if out.nan_step is not None:
@@ -340,7 +344,8 @@ class Trainer:
                 }
                 if has_eval:
                     assert eval_fn is not None
-                    metrics.update(self._evaluate(model, val_loader, eval_fn, precision, device))
+                    evaluated = ema.module if ema is not None else model
+                    metrics.update(self._evaluate(evaluated, val_loader, eval_fn, precision, device))
                     metrics["time/epoch_s"] = time.monotonic() - epoch_t0
                 if monitor not in metrics:
                     raise InputError(
@@ -361,7 +366,7 @@ class Trainer:
                             "format": CHECKPOINT_FORMAT,
                             "version": CHECKPOINT_VERSION,
                             "kind": "best",
-                            "model": unwrap_model(model).state_dict(),
+                            "model": (ema.module if ema is not None else unwrap_model(model)).state_dict(),
                             "epoch": epochs_completed,
                             "metric": monitor,
                             "value": best_value,
@@ -428,6 +433,7 @@ class Trainer:
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
                         "scaler": precision.state_dict(),
+                        **({"ema": ema.state_dict()} if ema is not None else {}),
                         "rng": capture_rng_state(),
                         "epoch": epochs_completed,
                         "global_step": global_step,
@@ -493,6 +499,7 @@ class Trainer:
         global_step: int,
         total_steps: int,
         deadline: float | None,
+        ema: torch.optim.swa_utils.AveragedModel | None = None,
     ) -> _EpochResult:
         cfg = self.config
         k = cfg.grad_accum
@@ -551,6 +558,8 @@ class Trainer:
             precision.step(optimizer)
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update_parameters(unwrap_model(model))
             res.global_step += 1
 
             if is_log:
@@ -673,3 +682,12 @@ def _unfreeze_for_epoch(model: nn.Module, epoch: int, every: int) -> str | None:
     if stage > total:
         return None
     return f"unfroze layer group {opened} of {total}" + (" (whole model trains)" if opened == total else "")
+
+
+def _make_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``model``'s weights and buffers (BatchNorm statistics too)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    ema.eval()  # the copy is only evaluated and saved, never trained
+    return ema
