@@ -229,16 +229,9 @@ class DetectionEvaluator:
             raise InputError(f"image {image_id!r}: added twice")
         gt = _as_array(gt_boxes, (4,), np.float64, "gt_boxes", image_id)
         dt = _as_array(pred_boxes, (4,), np.float64, "pred_boxes", image_id)
-        scores = _as_array(pred_scores, (), np.float64, "pred_scores", image_id)
-        if len(scores) != len(dt):
-            raise InputError(f"image {image_id!r}: {len(scores)} pred_scores for {len(dt)} pred_boxes")
-        g_lab = self._labels(gt_labels, len(gt), "gt_labels", image_id)
-        d_lab = self._labels(pred_labels, len(dt), "pred_labels", image_id)
-        crowd = np.zeros(len(gt), dtype=bool)
-        if gt_iscrowd is not None:
-            crowd = _as_array(gt_iscrowd, (), np.float64, "gt_iscrowd", image_id).astype(bool)
-            if len(crowd) != len(gt):
-                raise InputError(f"image {image_id!r}: {len(crowd)} gt_iscrowd flags for {len(gt)} gt_boxes")
+        scores, g_lab, d_lab, crowd = self._checked_labels(
+            image_id, "boxes", len(gt), len(dt), pred_scores, gt_labels, pred_labels, gt_iscrowd
+        )
         for what, boxes in (("gt_boxes", gt), ("pred_boxes", dt)):
             if len(boxes) and np.any(boxes[:, 2:] < boxes[:, :2]):
                 raise InputError(
@@ -256,6 +249,53 @@ class DetectionEvaluator:
             if len(g_area) != len(gt):
                 raise InputError(f"image {image_id!r}: {len(g_area)} gt_areas for {len(gt)} gt_boxes")
 
+        d_area = (dt[:, 2] - dt[:, 0]) * (dt[:, 3] - dt[:, 1])
+
+        def iou(di: np.ndarray, gi: np.ndarray) -> np.ndarray:
+            return box_iou_coco(dt[di], gt[gi], crowd[gi])
+
+        self._add_matches(image_id, g_lab, d_lab, crowd, scores, g_area, d_area, iou)
+
+    def _checked_labels(
+        self,
+        image_id: Any,
+        what: str,
+        n_gt: int,
+        n_dt: int,
+        pred_scores: Any,
+        gt_labels: Any,
+        pred_labels: Any,
+        gt_iscrowd: Any,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Scores, ground-truth and predicted labels and crowd flags, each checked against its count."""
+        scores = _as_array(pred_scores, (), np.float64, "pred_scores", image_id)
+        if len(scores) != n_dt:
+            raise InputError(f"image {image_id!r}: {len(scores)} pred_scores for {n_dt} pred_{what}")
+        g_lab = self._labels(gt_labels, n_gt, "gt_labels", image_id)
+        d_lab = self._labels(pred_labels, n_dt, "pred_labels", image_id)
+        crowd = np.zeros(n_gt, dtype=bool)
+        if gt_iscrowd is not None:
+            crowd = _as_array(gt_iscrowd, (), np.float64, "gt_iscrowd", image_id).astype(bool)
+            if len(crowd) != n_gt:
+                raise InputError(f"image {image_id!r}: {len(crowd)} gt_iscrowd flags for {n_gt} gt_{what}")
+        return scores, g_lab, d_lab, crowd
+
+    def _add_matches(
+        self,
+        image_id: Any,
+        g_lab: np.ndarray,
+        d_lab: np.ndarray,
+        crowd: np.ndarray,
+        scores: np.ndarray,
+        g_area: np.ndarray,
+        d_area: np.ndarray,
+        iou: Any,
+    ) -> None:
+        """COCOeval.evaluateImg for one image: per class and area range, match detections to truth.
+
+        ``iou(di, gi)`` gives the ``(D, G)`` IoU of the detections ``di`` (best first) with the
+        ground truth ``gi`` of one class: boxes here, masks in the instance evaluator.
+        """
         self._images.add(image_id)
         max_det = MAX_DETS[-1]
         for c in np.union1d(g_lab, d_lab):
@@ -266,9 +306,7 @@ class DetectionEvaluator:
             self._num_pred[c] += len(di)
             # Highest score first; a stable sort keeps input order on ties, like COCO.
             di = di[np.argsort(-scores[di], kind="mergesort")][:max_det]
-            c_dt, c_scores = dt[di], scores[di]
-            c_dt_area = (c_dt[:, 2] - c_dt[:, 0]) * (c_dt[:, 3] - c_dt[:, 1])
-            ious_all = box_iou_coco(c_dt, gt[gi], crowd[gi])  # (D, G)
+            ious_all = iou(di, gi)  # (D, G)
             n_area = len(AREA_RANGES)
             matched = np.zeros((n_area, len(IOU_THRESHOLDS), len(di)), dtype=bool)
             ignored = np.zeros_like(matched)
@@ -276,10 +314,10 @@ class DetectionEvaluator:
             for a, (lo, hi) in enumerate(AREA_RANGES.values()):
                 g_ign = crowd[gi] | (g_area[gi] < lo) | (g_area[gi] > hi)
                 order = np.argsort(g_ign, kind="mergesort")  # ignored ground truth last
-                dt_out = (c_dt_area < lo) | (c_dt_area > hi)
+                dt_out = (d_area[di] < lo) | (d_area[di] > hi)
                 matched[a], ignored[a] = _match(ious_all[:, order], g_ign[order], crowd[gi][order], dt_out)
                 num_gt[a] = int((~g_ign).sum())
-            self._results[(image_id, c)] = _ImageClassResult(c_scores, matched, ignored, num_gt)
+            self._results[(image_id, c)] = _ImageClassResult(scores[di], matched, ignored, num_gt)
 
     def _accumulate(self) -> tuple[np.ndarray, np.ndarray]:
         """COCOeval.accumulate: precision ``(T, R, K, A, M)`` and recall ``(T, K, A, M)``, -1 = undefined."""

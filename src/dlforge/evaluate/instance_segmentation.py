@@ -29,13 +29,7 @@ import numpy as np
 
 from dlforge.errors import InputError
 from dlforge.evaluate.detection import (
-    AREA_RANGES,
-    IOU_THRESHOLDS,
-    MAX_DETS,
     DetectionEvaluator,
-    _as_array,
-    _ImageClassResult,
-    _match,
 )
 
 __all__ = ["MaskEvaluator", "draw_instances", "encode_masks", "mask_boxes"]
@@ -109,47 +103,19 @@ class MaskEvaluator(DetectionEvaluator):
         sizes = {tuple(r["size"]) for r in gt + dt}
         if len(sizes) > 1:
             raise InputError(f"image {image_id!r}: masks of different sizes {sorted(sizes)}")
-        scores = _as_array(pred_scores, (), np.float64, "pred_scores", image_id)
-        if len(scores) != len(dt):
-            raise InputError(f"image {image_id!r}: {len(scores)} pred_scores for {len(dt)} pred_masks")
-        g_lab = self._labels(gt_labels, len(gt), "gt_labels", image_id)
-        d_lab = self._labels(pred_labels, len(dt), "pred_labels", image_id)
-        crowd = np.zeros(len(gt), dtype=bool)
-        if gt_iscrowd is not None:
-            crowd = _as_array(gt_iscrowd, (), np.float64, "gt_iscrowd", image_id).astype(bool)
-            if len(crowd) != len(gt):
-                raise InputError(f"image {image_id!r}: {len(crowd)} gt_iscrowd flags for {len(gt)} gt_masks")
+        scores, g_lab, d_lab, crowd = self._checked_labels(
+            image_id, "masks", len(gt), len(dt), pred_scores, gt_labels, pred_labels, gt_iscrowd
+        )
         g_area = np.asarray(mask_utils.area(gt), dtype=np.float64) if gt else np.zeros(0)
         d_area = np.asarray(mask_utils.area(dt), dtype=np.float64) if dt else np.zeros(0)
 
-        self._images.add(image_id)
-        max_det = MAX_DETS[-1]
-        for c in np.union1d(g_lab, d_lab):
-            c = int(c)
-            gi = np.nonzero(g_lab == c)[0]
-            di = np.nonzero(d_lab == c)[0]
-            self._num_gt[c] += int((~crowd[gi]).sum())
-            self._num_pred[c] += len(di)
-            # highest score first; a stable sort keeps input order on ties, like COCO
-            di = di[np.argsort(-scores[di], kind="mergesort")][:max_det]
-            if len(di) and len(gi):
-                ious_all = np.asarray(
-                    mask_utils.iou([dt[i] for i in di], [gt[i] for i in gi], [int(v) for v in crowd[gi]]),
-                    dtype=np.float64,
-                ).reshape(len(di), len(gi))
-            else:
-                ious_all = np.zeros((len(di), len(gi)))
-            n_area = len(AREA_RANGES)
-            matched = np.zeros((n_area, len(IOU_THRESHOLDS), len(di)), dtype=bool)
-            ignored = np.zeros_like(matched)
-            num_gt = np.zeros(n_area, dtype=np.int64)
-            for a, (lo, hi) in enumerate(AREA_RANGES.values()):
-                g_ign = crowd[gi] | (g_area[gi] < lo) | (g_area[gi] > hi)
-                order = np.argsort(g_ign, kind="mergesort")  # ignored ground truth last
-                dt_out = (d_area[di] < lo) | (d_area[di] > hi)
-                matched[a], ignored[a] = _match(ious_all[:, order], g_ign[order], crowd[gi][order], dt_out)
-                num_gt[a] = int((~g_ign).sum())
-            self._results[(image_id, c)] = _ImageClassResult(scores[di], matched, ignored, num_gt)
+        def mask_iou(di: np.ndarray, gi: np.ndarray) -> np.ndarray:
+            if not (len(di) and len(gi)):
+                return np.zeros((len(di), len(gi)))
+            ious = mask_utils.iou([dt[i] for i in di], [gt[i] for i in gi], [int(v) for v in crowd[gi]])
+            return np.asarray(ious, dtype=np.float64).reshape(len(di), len(gi))
+
+        self._add_matches(image_id, g_lab, d_lab, crowd, scores, g_area, d_area, mask_iou)
 
 
 def draw_instances(
