@@ -477,7 +477,7 @@ def write_detection_report(
     return path
 
 
-def Image_from_item(item: Any):  # noqa: N802 - small adapter kept next to its only caller
+def Image_from_item(item: Any):  # noqa: N802 - the detection and instance reports draw on it
     from PIL import Image
 
     h, w = item.orig_size
