@@ -84,3 +84,29 @@ def test_bad_ngram_arguments_are_one_line_input_errors() -> None:
         create_model("ngram-bilstm", 2, vocab_size=50, buckets=1)
     with pytest.raises(InputError, match="gram_dropout"):
         create_model("ngram-bilstm", 2, vocab_size=50, gram_dropout=1.0)
+
+
+def test_fine_tuning_from_a_text_run_keeps_its_vocabulary(ws, negation_version, tmp_path) -> None:
+    """A run started from another text run's weights tokenizes with that run's vocabulary.
+
+    The second data set leads with characters the first never saw, so a vocabulary learned
+    afresh would give every character another id and scramble the loaded embeddings and
+    n-gram hashes. With an almost-zero learning rate the second run is the first model
+    unchanged, so it must classify the first run's test texts as well as the first did.
+    """
+    from dlforge.tasks import text_classification as tc
+
+    torch.set_num_threads(1)
+    source = tc.train(ws, negation_version.ref, model="ngram-bilstm", epochs=6, seed=0, max_len=24, lr=3e-3)
+    rows = _negation_rows(200, 1)
+    shifted = [rows[0], *(f"{r[:2]}哈哈嘿嘿呵呵{r[2:]}" for r in rows[1:])]
+    (tmp_path / "shifted.csv").write_text("\n".join(shifted), encoding="utf-8")
+    other = ws.import_data(tmp_path / "shifted.csv", "shifted").version.split(val=0.2, test=0.2, seed=0)
+    tuned = tc.train(ws, other.ref, model="ngram-bilstm", epochs=1, seed=0, weights=source.id, lr=1e-9)
+
+    assert (tuned.dir / "tokenizer.json").read_text() == (source.dir / "tokenizer.json").read_text()
+    texts = [r.read_text() for r in negation_version.records(split="test")]
+    truth = [r.labels()[0] for r in negation_version.records(split="test")]
+    classes = tuned.manifest()["classes"]
+    predicted = [classes[i] for i in tc.run_probs(tuned, texts).argmax(1)]
+    assert np.mean([p == t for p, t in zip(predicted, truth)]) >= 0.9

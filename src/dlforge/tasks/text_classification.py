@@ -92,6 +92,30 @@ def make_tokenizer(kind: str, texts: list[str], vocab_size: int, model_name: str
     return train_tokenizer(texts, kind=kind, vocab_size=vocab_size, min_freq=1)
 
 
+def weights_tokenizer(ws: Any, source: str) -> Any | None:
+    """The tokenizer that goes with ``--weights source`` when it is a text run or its checkpoint.
+
+    Token ids are only meaningful with the vocabulary they were trained on: fine-tuning
+    another run's embeddings under a freshly learned vocabulary would scramble them.
+    Returns None for other weights (a bare state dict keeps the new run's own tokenizer).
+    """
+    from dlforge.data.tokenize import load_tokenizer
+    from dlforge.tasks.image_classification import resolve_weights
+
+    resolved = resolve_weights(ws, source)
+    if resolved == "hub":
+        return None
+    path = Path(resolved)
+    tok = path.parent.parent / "tokenizer.json" if path.parent.name == "checkpoints" else None
+    return load_tokenizer(tok) if tok is not None and tok.is_file() else None
+
+
+def _trained_length(tokenizer: Any) -> int | None:
+    """The fixed length a run's saved tokenizer pads to (None for a fresh tokenizer)."""
+    trunc = tokenizer.truncation
+    return int(trunc["max_length"]) if trunc else None
+
+
 def choose_max_len(tokenizer: Any, texts: list[str]) -> int:
     sample = texts[:2000]
     lengths = [len(e.ids) for e in tokenizer.encode_batch(sample)]
@@ -166,9 +190,11 @@ def _prepare(ws: Any, run_params: dict[str, Any], data_ref: str, run_dir: Path |
         from dlforge.data.tokenize import load_tokenizer
 
         tokenizer = load_tokenizer(tok_path)
+    elif hp.get("weights") and (source_tok := weights_tokenizer(ws, hp["weights"])) is not None:
+        tokenizer = source_tok  # the starting weights' embeddings and n-gram hashes index its ids
     else:
         tokenizer = make_tokenizer(hp["tokenizer"], train_texts, int(hp["vocab_size"]), name)
-    max_len = int(hp["max_len"] or choose_max_len(tokenizer, train_texts))
+    max_len = int(hp["max_len"] or _trained_length(tokenizer) or choose_max_len(tokenizer, train_texts))
     y_train = targets_of(splits.train, classes, hp["multilabel"])
     y_val = targets_of(splits.val, classes, hp["multilabel"])
     train_ds = TensorDataset(*encode(tokenizer, train_texts, max_len), y_train)
