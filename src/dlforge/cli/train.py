@@ -50,7 +50,8 @@ def train(
     image_size: int | None = typer.Option(None, "--image-size", help="Input size in pixels (image tasks)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed."),
     weights: str | None = typer.Option(
-        None, "--weights", help="Start from weights: a file, 'hub' (torch hub cache), or a run id."
+        None, "--weights", help="Start from weights: a file, 'hub' (torch hub cache), or a run id"
+        " (a text run also brings its tokenizer)."
     ),
     freeze_backbone: bool = typer.Option(
         False, "--freeze-backbone", help="Train only the head (transfer learning)."
