@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from dlforge.data.dataset import ItemChange
+from dlforge.data.records import Annotation
 from dlforge.errors import InputError, NotFoundError
 from dlforge.store.models import SampleRow
 from dlforge.workspace import Workspace
@@ -151,3 +153,27 @@ def test_runs_record_metrics_events_and_status(ws: Workspace) -> None:
     assert info.status == "completed" and info.summary["best_metric"] == 0.9
     assert run.history() == {"train/loss": [(1, 1.5)], "lr": [(1, 0.1)]}
     assert run.events()[0]["kind"] == "loss_spike"
+
+
+@pytest.mark.parametrize("db", DATABASES)
+def test_annotation_counts_in_the_database_match_the_records(tmp_path: Path, db: str) -> None:
+    """The SQL aggregate over the JSON annotation lists (json_each / json_array_elements)
+    counts what a walk over records() counts, for boxes, masks and review states alike."""
+    from collections import Counter
+
+    from dlforge.data.synthetic import make_shapes
+
+    make_shapes(tmp_path / "coco", 12, size=(48, 48), seed=1, max_objects=3, empty_fraction=0.2)
+    w = Workspace.open(tmp_path / "ws", database_url=PG_URL if db == "postgres" else None)
+    name = f"shapes-{uuid.uuid4().hex[:8]}"
+    v = w.import_data(tmp_path / "coco", name).version.split(val=0.25, test=0.25, seed=0)
+    first, second = [r for r in v.records() if r.annotations][:2]
+    accepted = [Annotation(a.kind, a.label, a.data, "me", "accepted") for a in second.annotations]
+    changes = {
+        first.sample_id: ItemChange(excluded="test", fields={"excluded"}),  # excluded: not counted
+        second.sample_id: ItemChange(annotations=accepted, fields={"annotations"}),
+    }
+    v = v.derive("edit", "exclude one, accept one", changes)
+    truth = Counter((r.split, a.kind, a.label, a.review) for r in v.records() for a in r.annotations)
+    got = {(split, kind, label, review): n for split, kind, label, review, n in v.annotation_counts()}
+    assert got == dict(truth) and sum(got.values()) > 12

@@ -9,31 +9,26 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from dlforge.data.records import Annotation, SampleRecord
 from dlforge.errors import InputError
 from dlforge.runs import compare_runs
 from dlforge.web.app import create_app
-from dlforge.web.views import class_distribution, sample_page
+from dlforge.web.views import class_distribution, review_counts, sample_page
 from dlforge.workspace import Workspace
 
 
-def rec(uid: int, split: str | None, *anns: Annotation) -> SampleRecord:
-    return SampleRecord(uid, "0" * 64, "image", f"s{uid}.png", Path("x"), split=split, annotations=list(anns))
-
-
 def test_class_distribution_counts_samples_or_objects_per_split() -> None:
-    cls = [rec(1, "train", Annotation("class", "cat")), rec(2, "train", Annotation("class", "dog")),
-           rec(3, "val", Annotation("class", "cat")), rec(4, None, Annotation("class", "cat"))]
+    # (split, kind, label, review, n) rows as DatasetVersion.annotation_counts returns them
+    cls = [("train", "class", "cat", "unreviewed", 1), ("train", "class", "dog", "unreviewed", 1),
+           ("val", "class", "cat", "accepted", 1), (None, "class", "cat", "unreviewed", 1)]
     d = class_distribution(cls)
     assert d["basis"] == "samples" and d["splits"] == ["train", "val", "unassigned"]
     assert d["counts"] == {
         "cat": {"train": 1, "val": 1, "unassigned": 1},
         "dog": {"train": 1, "val": 0, "unassigned": 0},
     }
-    box = {"bbox": [0, 0, 4, 4]}
-    det = [rec(1, "train", Annotation("box", "car", box), Annotation("box", "car", box), Annotation("box", "bus", box)),
-           rec(2, "test")]
-    d = class_distribution(det)
+    assert review_counts(cls) == {"unreviewed": 3, "accepted": 1}
+    det = [("train", "box", "car", "unreviewed", 2), ("train", "box", "bus", "unreviewed", 1)]
+    d = class_distribution(det, splits=["train", "test"])  # test holds only unannotated samples
     assert d["basis"] == "objects" and d["counts"] == {"bus": {"train": 1, "test": 0}, "car": {"train": 2, "test": 0}}
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from dlforge.data.records import SPLITS, Annotation, SampleRecord
@@ -119,6 +119,21 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r})"
+
+
+# One row per (split, kind, label, review) with its number of annotations, unpacked from the
+# items' JSON lists by each database's own JSON functions.
+_SQLITE_ANNOTATION_COUNTS = text(
+    "SELECT i.split, json_extract(a.value, '$.kind'), json_extract(a.value, '$.label'),"
+    " coalesce(json_extract(a.value, '$.review'), 'unreviewed'), count(*)"
+    " FROM version_items AS i, json_each(i.annotations) AS a"
+    " WHERE i.version_id = :vid AND i.excluded IS NULL GROUP BY 1, 2, 3, 4"
+)
+_PG_ANNOTATION_COUNTS = text(
+    "SELECT i.split, a.value ->> 'kind', a.value ->> 'label', coalesce(a.value ->> 'review', 'unreviewed'), count(*)"
+    " FROM version_items AS i, json_array_elements(i.annotations) AS a(value)"
+    " WHERE i.version_id = :vid AND i.excluded IS NULL GROUP BY 1, 2, 3, 4"
+)
 
 
 class DatasetVersion:
@@ -285,6 +300,18 @@ class DatasetVersion:
             )
             for uid, sha, media_type, name, meta, split_, anns, excluded in rows
         ]
+
+    def annotation_counts(self) -> list[tuple[str | None, str, str | None, str, int]]:
+        """``(split, kind, label, review, n)``: how many annotations of the active samples share them.
+
+        Counted in the database from the JSON column (decoding every sample's annotations in
+        Python took 1.8 s for a 100k-sample version; this takes a fraction of that), which is what
+        the web overview of a version needs.
+        """
+        with self.ws.db.read() as s:
+            vid = self._row(s).id
+            sql = _PG_ANNOTATION_COUNTS if s.get_bind().dialect.name == "postgresql" else _SQLITE_ANNOTATION_COUNTS
+            return [(sp, kind, label, review, int(n)) for sp, kind, label, review, n in s.execute(sql, {"vid": vid})]
 
     def blob_path(self, sha256: str) -> Path:
         return self.ws.blobs.path(sha256)

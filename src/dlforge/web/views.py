@@ -7,7 +7,7 @@ The routes in :mod:`dlforge.web.app` stay one call each: they hand a
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from dlforge.data.dataset import DatasetVersion
@@ -28,44 +28,57 @@ def sample_labels(r: SampleRecord) -> list[str]:
     return out
 
 
-def class_distribution(records: Sequence[SampleRecord]) -> dict[str, Any]:
-    """Class counts per split.
+AnnotationCounts = Iterable[tuple[str | None, str, str | None, str, int]]
+
+
+def class_distribution(counts: AnnotationCounts, splits: Iterable[str] = ()) -> dict[str, Any]:
+    """Class counts per split, from :meth:`DatasetVersion.annotation_counts` rows.
 
     Classification data counts samples per class; detection/segmentation data
     (labels only on boxes, polygons or masks) counts objects, as a detector sees them.
+
+    Args:
+        counts: ``(split, kind, label, review, n)`` rows.
+        splits: splits that hold samples (also those whose samples carry no annotation).
 
     Returns:
         ``{"basis": "samples"|"objects", "splits": [...], "counts": {class: {split: n}}}``;
         samples without a split count under ``"unassigned"``.
     """
-    has_class = any(a.kind == "class" for r in records for a in r.annotations)
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    splits: set[str] = set()
-    for r in records:
-        split = r.split or "unassigned"
-        splits.add(split)
-        for a in r.annotations:
-            if a.label is None or (a.kind == "class") != has_class:
-                continue
-            counts[a.label][split] += 1
-    order = [s for s in ("train", "val", "test", "unassigned") if s in splits]
+    counts = list(counts)
+    has_class = any(kind == "class" for _, kind, _, _, _ in counts)
+    per_class: dict[str, Counter[str]] = defaultdict(Counter)
+    seen = set(splits)
+    for split, kind, label, _review, n in counts:
+        split = split or "unassigned"
+        seen.add(split)
+        if label is not None and (kind == "class") == has_class:
+            per_class[label][split] += n
+    order = [s for s in ("train", "val", "test", "unassigned") if s in seen]
     return {
         "basis": "samples" if has_class else "objects",
         "splits": order,
-        "counts": {c: {s: n[s] for s in order} for c, n in sorted(counts.items())},
+        "counts": {c: {s: n[s] for s in order} for c, n in sorted(per_class.items())},
     }
 
 
-def review_counts(records: Sequence[SampleRecord]) -> dict[str, int]:
+def review_counts(counts: AnnotationCounts) -> dict[str, int]:
     """How many annotations are in each review state (only the states that occur)."""
-    c = Counter(a.review for r in records for a in r.annotations)
+    c: Counter[str] = Counter()
+    for _split, _kind, _label, review, n in counts:
+        c[review] += n
     return {s: c[s] for s in REVIEW_STATES if c[s]}
 
 
 def version_overview(v: DatasetVersion) -> dict[str, Any]:
     """A version's description plus its class distribution per split and review states."""
-    records = v.records()
-    return {**v.describe(), "distribution": class_distribution(records), "review": review_counts(records)}
+    described = v.describe()
+    counts = v.annotation_counts()
+    return {
+        **described,
+        "distribution": class_distribution(counts, described["counts"]["splits"]),
+        "review": review_counts(counts),
+    }
 
 
 def _snippet(r: SampleRecord) -> str | None:
