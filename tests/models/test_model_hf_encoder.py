@@ -107,3 +107,28 @@ def test_a_run_fine_tunes_it_and_no_longer_needs_the_directory(
     assert tc.evaluate_run(run, "test")["accuracy"] == accuracy
     info = export_run(ws, run.id, "bundle", tmp_path / "bundle")
     assert info["parity"]["max_abs_diff"] < 1e-3
+
+
+def test_an_interrupted_run_resumes_without_the_directory(ws: Workspace, encoder_dir: Path, tmp_path: Path) -> None:
+    from dlforge.tasks import text_classification as tc
+
+    rows = ["label,review"] + [f"{label},{text}" for label, text in _reviews(60, 2)]
+    (tmp_path / "r.csv").write_text("\n".join(rows), encoding="utf-8")
+    v = ws.import_data(tmp_path / "r.csv", "r").version.split(val=0.2, test=0.2, seed=0)
+    own = tmp_path / "encoder"
+    shutil.copytree(encoder_dir, own)
+
+    def killed_in_second_epoch(epoch: int, *_: object) -> None:
+        if epoch == 2:  # progress of a step of epoch 2: last.pt of epoch 1 is on disk
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tc.train(
+            ws, v.ref, model="hf-encoder", encoder_path=str(own), epochs=2, seed=0, max_len=16,
+            progress=killed_in_second_epoch,
+        )
+    (run,) = ws.runs()
+    assert run.info().status == "stopped"
+    shutil.rmtree(own)
+    resumed = tc.resume(ws, run)
+    assert resumed.info().status == "completed" and resumed.info().summary["epochs_done"] == 2

@@ -9,6 +9,7 @@ and a linear model from scikit-learn, trained without the deep-learning engine.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -216,7 +217,12 @@ def _prepare(ws: Any, run_params: dict[str, Any], data_ref: str, run_dir: Path |
         class_weights = (counts.sum() / counts.clamp(min=1) / len(classes)).float()
     kwargs = model_kwargs(name, tokenizer, max_len, None if hp["dropout"] is None else float(hp["dropout"]))
     torch.manual_seed(config.seed)
-    if name == HF_ENCODER:
+    recorded = run_dir / "run.json" if run_dir else None
+    if name == HF_ENCODER and recorded is not None and recorded.exists():
+        # resume: the recorded architecture; last.pt restores the weights, so the directory may be gone
+        kwargs = json.loads(recorded.read_text(encoding="utf-8"))["model_kwargs"]
+        model = create_model(name, len(classes), task=TASK, **kwargs)
+    elif name == HF_ENCODER:
         model = create_model(name, len(classes), task=TASK, path=hp["encoder_path"], **kwargs)
         # The run records the architecture, not the directory: its checkpoint holds the weights,
         # so evaluation, export and serving never need the pretrained files again.
