@@ -132,6 +132,39 @@ def test_make_loader_order_depends_only_on_seed_and_epoch() -> None:
     assert order(make_loader(ds, 8, shuffle=False), 5) == list(range(50))
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=300), st.integers(1, 17), st.integers(0, 5))
+def test_length_grouped_batches_cover_every_item_once_in_similar_lengths(
+    lengths: list[int], batch_size: int, seed: int
+) -> None:
+    from dlforge.engine.loader import LengthGroupedBatchSampler
+
+    sampler = LengthGroupedBatchSampler(lengths, batch_size, seed, pool_batches=4)
+    batches = list(sampler)
+    assert len(batches) == len(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(1 <= len(b) <= batch_size for b in batches)
+    # only the last batch of each pool may be short
+    assert sum(len(b) < batch_size for b in batches) <= -(-len(lengths) // (batch_size * 4))
+    sampler.set_epoch(1)
+    again = LengthGroupedBatchSampler(lengths, batch_size, seed, pool_batches=4)
+    again.set_epoch(1)
+    torch.manual_seed(seed + 99)  # the global RNG must not matter
+    assert list(again) == list(sampler)
+
+
+def test_length_grouping_cuts_padding() -> None:
+    from dlforge.engine.loader import LengthGroupedBatchSampler
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 120, 2000).tolist()
+    batches = list(LengthGroupedBatchSampler(lengths, 32, 0))
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    random_padded = sum(32 * max(lengths[i : i + 32]) for i in range(0, 2000, 32))
+    assert padded < 0.6 * random_padded  # close to the real token count instead of ~the maximum
+    assert padded < 1.1 * sum(lengths)
+
+
 class _RandomAugment(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return 8

@@ -66,6 +66,50 @@ class EpochSampler(Sampler[int]):
         return self.n
 
 
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Batches of similar length, shuffled, the order a pure function of ``(seed, epoch)``.
+
+    Each epoch permutes the indices, cuts the permutation into pools of ``pool_batches``
+    batches, sorts each pool by length and slices it into batches, then shuffles the
+    batches. With each batch trimmed to its longest item (see ``trim_padding``) a
+    transformer computes on ~the real tokens instead of on padding to ``max_len``; the
+    pools keep enough randomness that batches are not the same every epoch (the scheme of
+    Hugging Face's ``group_by_length``).
+
+    Args:
+        lengths: Each item's length (real tokens).
+        batch_size: Items per batch (the last batch of a pool may be smaller).
+        seed: Base seed.
+        pool_batches: Batches per sorted pool.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, pool_batches: int = 50) -> None:
+        self.lengths = torch.as_tensor(list(lengths))
+        self.batch_size = batch_size
+        self.seed = seed
+        self.pool = batch_size * pool_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the order of ``epoch``."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        gen = torch.Generator()
+        gen.manual_seed(derive_seed(self.seed, self.epoch, _ORDER_STREAM))
+        perm = torch.randperm(len(self.lengths), generator=gen)
+        batches = []
+        for start in range(0, len(perm), self.pool):
+            pool = perm[start : start + self.pool]
+            pool = pool[torch.argsort(self.lengths[pool], stable=True)]
+            batches += [pool[i : i + self.batch_size].tolist() for i in range(0, len(pool), self.batch_size)]
+        return iter([batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()])
+
+    def __len__(self) -> int:
+        n = len(self.lengths)
+        return sum(-(-min(self.pool, n - start) // self.batch_size) for start in range(0, n, self.pool))
+
+
 def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn`` that also seeds numpy and ``random`` in the worker.
 
@@ -114,6 +158,25 @@ def make_loader(
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         worker_init_fn=seed_worker if num_workers > 0 else None,
         generator=generator,
+    )
+
+
+def make_length_grouped_loader(
+    dataset: Dataset,
+    lengths: Sequence[int],
+    batch_size: int,
+    num_workers: int = 0,
+    seed: int = 0,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+) -> DataLoader:
+    """A training loader over :class:`LengthGroupedBatchSampler` batches (see there)."""
+    return DataLoader(
+        dataset,
+        batch_sampler=LengthGroupedBatchSampler(lengths, batch_size, seed),
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        pin_memory=torch.cuda.is_available(),
+        worker_init_fn=seed_worker if num_workers > 0 else None,
     )
 
 
