@@ -187,3 +187,24 @@ def test_overwrite_replaces_bundle_atomically(digits: dict, tmp_path: Path) -> N
     assert second.files == first.files == ["manifest.json", "model.onnx"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temp or old directories left
     assert not (tmp_path / "b" / "stale.txt").exists()
+
+
+def test_tokenizers_the_page_cannot_read_are_refused_before_export(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    from dlforge.data.tokenize import train_tokenizer
+    from dlforge.deploy.web import check_browser_tokenizer
+    from dlforge.errors import InputError
+
+    texts = ["送餐很快，味道不错", "the food was cold"]
+    for kind in ("char", "wordpiece"):  # what dlforge trains: the page reads these
+        check_browser_tokenizer(train_tokenizer(texts, kind=kind, vocab_size=200, min_freq=1))
+    unigram = Tokenizer(models.Unigram([("[PAD]", 0.0), ("<unk>", 0.0), ("▁好", -1.0)], unk_id=1))
+    unigram.normalizer = normalizers.Sequence([normalizers.NFKC()])
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace()
+    with pytest.raises(InputError, match="model Unigram"):
+        check_browser_tokenizer(unigram)
+    wordpiece = train_tokenizer(texts, kind="wordpiece", vocab_size=200, min_freq=1)
+    wordpiece.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Prepend("query: ")])
+    with pytest.raises(InputError, match="normalizer Prepend"):
+        check_browser_tokenizer(wordpiece)

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from dlforge.deploy.bundle import build_bundle
-from dlforge.deploy.spec import ExportSpec
-from dlforge.errors import ConflictError, DlforgeError
+from dlforge.deploy.spec import ExportSpec, TextInput
+from dlforge.errors import ConflictError, DlforgeError, InputError
 
 WEB_APP = Path(__file__).with_name("web_app")
 ORT_DIST = WEB_APP / "node_modules" / "onnxruntime-web" / "dist"
@@ -26,6 +26,35 @@ ORT_DIST = WEB_APP / "node_modules" / "onnxruntime-web" / "dist"
 # runs single-threaded, so no worker or SharedArrayBuffer is needed.
 RUNTIME_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs")
 APP_FILES = ("index.html", "app.js")
+# What app.js's tokenizer.json reader implements (keep in step with it).
+BROWSER_TOKENIZER = {
+    "model": {"WordLevel", "WordPiece"},
+    "normalizer": {"Sequence", "NFKC", "NFC", "NFD", "NFKD", "Lowercase", "Strip"},
+    "pre_tokenizer": {"Sequence", "WhitespaceSplit", "Whitespace", "BertPreTokenizer", "Split"},
+}
+
+
+def check_browser_tokenizer(tokenizer: Any) -> None:
+    """Refuse, before any work, a tokenizer the page could not reproduce.
+
+    Raises:
+        InputError: naming the first unsupported part (e.g. e5-small's SentencePiece Unigram).
+    """
+    import json
+
+    config = json.loads(tokenizer.to_str())
+    for part, allowed in BROWSER_TOKENIZER.items():
+        stack = [config.get(part)]
+        while stack:
+            node = stack.pop()
+            if not node:
+                continue
+            if node.get("type") not in allowed:
+                raise InputError(
+                    f"tokenizer.json: {part} {node.get('type')} is not supported by the browser bundle's tokenizer "
+                    "reader; export --format bundle or edge for this model"
+                )
+            stack += node.get("normalizers", []) + node.get("pretokenizers", [])
 
 
 def ensure_runtime(app_dir: Path = WEB_APP) -> Path:
@@ -81,6 +110,8 @@ def build_web_package(
     out = Path(out)
     if out.exists() and not overwrite:
         raise ConflictError(f"{out}: already exists (pass overwrite=True to replace it)")
+    if isinstance(spec.input, TextInput):
+        check_browser_tokenizer(spec.input.tokenizer)
     dist = ensure_runtime()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
