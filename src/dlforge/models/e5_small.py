@@ -227,8 +227,8 @@ def bert_state_dict(model: Q4Model) -> dict:
     return state
 
 
-def build_tokenizer(model: Q4Model):
-    """The SentencePiece Unigram tokenizer as a ``tokenizers.Tokenizer``: ``<s> query: text </s>``.
+def build_tokenizer(model: Q4Model, prefix: str = PREFIX):
+    """The SentencePiece Unigram tokenizer as a ``tokenizers.Tokenizer``: ``<s> {prefix}text </s>``.
 
     Normalisation is NFKC with SentencePiece's own rules where its map differs from NFKC
     (control characters dropped, other whitespace made a space), then runs of spaces
@@ -255,9 +255,9 @@ def build_tokenizer(model: Q4Model):
         normalizers.Replace(Regex("[" + "".join(f"\\x{{{ord(c):x}}}" for c in chars) + "]"), target)
         for target, chars in sorted(by_target.items())
     ]
-    tok.normalizer = normalizers.Sequence(
-        [normalizers.Prepend(PREFIX), *rules, normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
-    )
+    # (an empty Prepend makes tokenizers' NFKC panic, so no prefix means no Prepend step)
+    head = [normalizers.Prepend(prefix)] if prefix else []
+    tok.normalizer = normalizers.Sequence([*head, *rules, normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     bos_tok, eos_tok = pieces[new_id[bos]], pieces[new_id[eos]]
     tok.post_processor = processors.TemplateProcessing(
