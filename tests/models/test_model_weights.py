@@ -146,3 +146,19 @@ def test_gradual_unfreeze_opens_groups_from_the_output_side(name, kwargs, head) 
     assert all(p.requires_grad for p in model.parameters())
     with pytest.raises(InputError, match="stage"):
         gradual_unfreeze(model, -1)
+
+
+def test_freeze_lower_groups_freezes_from_the_input_side() -> None:
+    pytest.importorskip("transformers")
+    from dlforge.models.weights import freeze_lower_groups, layer_groups
+
+    model = create_model("hf-encoder", 2, vocab_size=50)  # groups: embeddings, layer 0, layer 1
+    groups = layer_groups(model)
+    assert len(groups) == 3
+    total = sum(p.numel() for p in model.parameters())
+    trainable = freeze_lower_groups(model, 2)
+    assert trainable == total - sum(p.numel() for g in groups[:2] for p in g.parameters())
+    assert not any(p.requires_grad for g in groups[:2] for p in g.parameters())
+    assert all(p.requires_grad for p in [*groups[2].parameters(), *model.head.parameters()])
+    with pytest.raises(InputError, match="freeze_layers"):
+        freeze_lower_groups(model, 3)

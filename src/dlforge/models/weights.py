@@ -285,6 +285,21 @@ def freeze_backbone(model: nn.Module) -> int:
     return _count_trainable(model)
 
 
+def freeze_lower_groups(model: nn.Module, n: int) -> int:
+    """Freeze the first ``n`` layer groups counted from the input side; returns the trainable count.
+
+    For a pretrained encoder the groups are its embeddings, then each transformer layer:
+    the lower layers hold the most general features, and not back-propagating through
+    them makes a step cheaper (about a sixth for 5 of e5-small's 13 groups).
+    """
+    groups = layer_groups(model)
+    if not 0 <= n < len(groups):
+        raise InputError(f"freeze_layers: must be in [0, {len(groups) - 1}] for this model, got {n}")
+    for group in groups[:n]:
+        _set_trainable(group, False)
+    return _count_trainable(model)
+
+
 def unfreeze_all(model: nn.Module) -> int:
     """Make every parameter trainable; returns the trainable parameter count."""
     _set_trainable(model, True)

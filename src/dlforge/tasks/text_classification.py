@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     # batches of similar length, trimmed to their longest text; None: on for pretrained encoders
     "group_by_length": None,
     "train_embeddings": False,  # e5-small: also fine-tune its 250k-token embedding table
+    "freeze_layers": 0,  # freeze the first N layer groups (an encoder's embeddings, then its layers)
     "C": 10.0,  # tfidf-linear: inverse regularisation strength
 }
 TRAIN_DEFAULTS = {
@@ -262,6 +263,10 @@ def _prepare(ws: Any, run_params: dict[str, Any], data_ref: str, run_dir: Path |
         from dlforge.models.weights import freeze_backbone
 
         freeze_backbone(model)
+    if int(hp["freeze_layers"] or 0):
+        from dlforge.models.weights import freeze_lower_groups
+
+        freeze_lower_groups(model, int(hp["freeze_layers"]))
     p.update(
         {
             "tokenizer": tokenizer,
