@@ -160,5 +160,10 @@ def test_freeze_lower_groups_freezes_from_the_input_side() -> None:
     assert trainable == total - sum(p.numel() for g in groups[:2] for p in g.parameters())
     assert not any(p.requires_grad for g in groups[:2] for p in g.parameters())
     assert all(p.requires_grad for p in [*groups[2].parameters(), *model.head.parameters()])
+    # frozen groups run as at inference (no dropout) while the rest trains
+    model.train()
+    assert [g.training for g in groups] == [False, False, True] and model.head.training
+    model.eval()
+    assert not groups[2].training
     with pytest.raises(InputError, match="freeze_layers"):
         freeze_lower_groups(model, 3)

@@ -655,6 +655,20 @@ class PretrainedEncoderClassifier(nn.Module):
             return [self.encoder]
         return [embeddings, *layers]
 
+    def train(self, mode: bool = True) -> PretrainedEncoderClassifier:
+        """Train mode, except for wholly frozen layer groups, which run as at inference.
+
+        A frozen layer (``freeze_layers``, ``freeze_backbone``) then computes exactly the
+        pretrained features, without dropout noise it cannot adapt to, and without the cost
+        of drawing dropout masks (a fifth of a CPU step for e5-small).
+        """
+        super().train(mode)
+        if mode:
+            for group in self.dlforge_groups():
+                if not any(p.requires_grad for p in group.parameters()):
+                    group.eval()
+        return self
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         keep = _mask_from(input_ids, attention_mask)  # (B, L)
         hidden = self.encoder(input_ids=input_ids, attention_mask=keep.long()).last_hidden_state  # (B, L, H)

@@ -291,6 +291,8 @@ def make_loaders(train_ds: TensorDataset, val_ds: TensorDataset, config: Any, gr
             "val": make_loader(val_ds, config.batch_size * 2, False, config.num_workers, config.seed),
         }
     lengths = train_ds.tensors[1].sum(1).tolist()
+    # validation metrics do not depend on the order: sorted by length, its batches trim best
+    val_ds = TensorDataset(*(t[torch.argsort(val_ds.tensors[1].sum(1), stable=True)] for t in val_ds.tensors))
     return {
         "train": make_length_grouped_loader(
             train_ds, lengths, config.batch_size, config.num_workers, config.seed, collate_fn=trim_padding
