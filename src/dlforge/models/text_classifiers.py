@@ -790,7 +790,7 @@ class E5SmallClassifier(PretrainedEncoderClassifier):
     ) -> None:
         from dlforge.models.e5_small import bert_state_dict, load_e5_small
 
-        source = load_e5_small()
+        source = load_e5_small(with_tensors=pretrained)
         super().__init__(num_classes, config=source.config, dropout=dropout)
         if pretrained:
             self.encoder.load_state_dict(bert_state_dict(source))
