@@ -237,3 +237,15 @@ def test_fine_tunes_on_length_grouped_batches_and_evaluates(ws, tmp_path: Path) 
     p = tc._prepare(ws, run.params, run.data_ref, run.dir)
     widths = [ids.shape[1] for ids, _, _ in p["loaders"]["train"]]
     assert max(widths) < 32 and len(set(widths)) > 1
+
+    # the deployable bundle (ONNX + the rebuilt SentencePiece tokenizer) agrees with the run
+    from dlforge.deploy import Predictor
+    from dlforge.deploy.export import export_run
+
+    info = export_run(ws, run.id, "bundle", tmp_path / "bundle")
+    assert info["parity"]["max_abs_diff"] < 1e-3
+    texts = [r.read_text() for r in v.records(split="test")]
+    want = tc.run_probs(run, texts).argmax(1)
+    classes = m["classes"]
+    got = [p.label for p in Predictor(tmp_path / "bundle").predict(texts)]
+    assert got == [classes[i] for i in want]
